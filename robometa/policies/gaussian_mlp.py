@@ -1,0 +1,111 @@
+"""Gaussian MLP policy, evaluable with explicit (fast) weights.
+
+The mean is an MLP (default 2x100 tanh, the MAML paper's policy); the log standard
+deviation is a state-independent parameter vector. Every forward can run with the
+module's own parameters or with an explicit parameter dict through
+``torch.func.functional_call``, so MAML can differentiate through adapted weights;
+with per-task parameter dicts (leading task axis) the forward is ``vmap``-ed over
+tasks, so one call serves a whole meta-batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Independent, Normal
+from torch.func import functional_call, vmap
+
+Params = Mapping[str, Tensor]
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+class GaussianMLPPolicy(nn.Module):
+    """``pi(a | s) = N(mlp(s), diag(exp(log_std))^2)``.
+
+    Args:
+        obs_dim, act_dim: sizes.
+        hidden: hidden layer widths.
+        activation: ``tanh`` | ``relu`` | ``elu``.
+        init_std: initial standard deviation of every action dimension.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (100, 100),
+        activation: str = "tanh",
+        init_std: float = 1.0,
+    ):
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            from robometa.errors import choice_error
+
+            raise choice_error("activation", activation, _ACTIVATIONS)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        layers: list[nn.Module] = []
+        width = obs_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), _ACTIVATIONS[activation]()]
+            width = h
+        layers.append(nn.Linear(width, act_dim))
+        self.mean = nn.Sequential(*layers)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(torch.log(torch.tensor(init_std)))))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``obs: (..., obs_dim)`` -> mean ``(..., act_dim)``, log_std ``(act_dim,)``."""
+        return self.mean(obs), self.log_std
+
+    def distribution(self, obs: Tensor, params: Params | None = None, per_task: bool = False) -> Independent:
+        """The action distribution at ``obs``.
+
+        ``params=None`` uses the module's parameters. ``per_task=True`` means every
+        tensor in ``params`` has a leading task axis M matching ``obs: (M, ...)``.
+        """
+        if params is None:
+            mean, log_std = self(obs)
+        elif per_task:
+            mean, log_std = vmap(lambda p, o: functional_call(self, p, (o,)))(dict(params), obs)
+            log_std = log_std.view(log_std.shape[0], *([1] * (mean.dim() - 2)), -1)
+        else:
+            mean, log_std = functional_call(self, dict(params), (obs,))
+        return Independent(Normal(mean, log_std.exp().expand_as(mean)), 1)
+
+    def act(
+        self,
+        obs: Tensor,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+        params: Params | None = None,
+        per_task: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """Sample actions and their log-probabilities (no gradient).
+
+        ``obs: (M, N, obs_dim)`` -> actions ``(M, N, act_dim)``, log_probs ``(M, N)``.
+        """
+        with torch.no_grad():
+            dist = self.distribution(obs, params, per_task)
+            mean, std = dist.base_dist.loc, dist.base_dist.scale
+            if deterministic:
+                action = mean
+            else:
+                noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+                action = mean + std * noise
+            return action, dist.log_prob(action)
+
+
+class BoundActor:
+    """A policy bound to explicit parameters: what the sampler calls once per step.
+
+    ``params`` with a leading task axis (``per_task=True``) gives every task of the
+    meta-batch its own (adapted) weights.
+    """
+
+    def __init__(self, policy: GaussianMLPPolicy, params: Params | None = None, per_task: bool = False):
+        self.policy, self.params, self.per_task = policy, params, per_task
+
+    def act(self, obs: Tensor, generator: torch.Generator | None = None, deterministic: bool = False):
+        return self.policy.act(obs, generator, deterministic, self.params, self.per_task)

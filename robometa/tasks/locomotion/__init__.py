@@ -1,0 +1,1 @@
+"""Locomotion task families (HalfCheetah, Ant)."""
