@@ -1,0 +1,196 @@
+"""Sampling throughput, side by side in one process: robometa vs the usual ways.
+
+For one family and one 2x100 tanh Gaussian policy (the MAML paper's), measures
+env-steps/s of
+
+  (a) open-loop ``mujoco.rollout`` of the same models (no policy): the ceiling;
+  (b) robometa's Sampler, closed loop (one policy forward per control step);
+  (c) gymnasium ``SyncVectorEnv`` of the robometa facade env, closed loop;
+  (d) gymnasium ``AsyncVectorEnv`` of the facade env, closed loop;
+  (e) EnvPool ``HalfCheetah-v5`` / ``Ant-v5``, closed loop, where envpool is
+      installed and the family uses that robot (optional);
+
+prints a table with ratios and writes JSON. Every closed-loop contender gets the
+same policy and the same torch thread setting (1 thread, which is what helps torch
+and the simulator share 2 cores).
+
+    python scripts/bench_sampler.py                       # cheetah-vel
+    python scripts/bench_sampler.py --family cheetah-dir --out bench.json
+    python scripts/bench_sampler.py --family all          # every registered family
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+
+import robometa  # noqa: F401  (registers the gymnasium ids)
+from robometa.errors import RobometaError
+from robometa.policies import GaussianMLPPolicy
+from robometa.sampling import Sampler
+from robometa.sim.batch_sim import default_nthread, rollout_pool
+from robometa.tasks import family_names, make_family
+
+ENVPOOL_IDS = {"cheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
+
+
+def open_loop(family, tasks, horizon: int, seed: int) -> float:
+    """(a) one rollout call over all envs and the whole horizon, random controls."""
+    models = [family.model(t) for t in tasks]
+    lay = family.layout
+    nthread = default_nthread()
+    pool = rollout_pool(nthread)
+    datas = [mujoco.MjData(models[0]) for _ in range(nthread)]
+    state0 = np.zeros((len(models), lay.nstate))
+    d = mujoco.MjData(models[0])
+    for i, m in enumerate(models):
+        mujoco.mj_resetData(m, d)
+        mujoco.mj_getState(m, d, state0[i], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    nstep = horizon * family.frame_skip
+    rng = np.random.default_rng(seed)
+    lo, hi = models[0].actuator_ctrlrange.T
+    ctrl = rng.uniform(lo, hi, size=(len(models), horizon, 1, lay.nu))
+    ctrl = np.ascontiguousarray(np.broadcast_to(ctrl, (len(models), horizon, family.frame_skip, lay.nu)))
+    ctrl = ctrl.reshape(len(models), nstep, lay.nu)
+    state = np.empty((len(models), nstep, lay.nstate))
+    sens = np.empty((len(models), nstep, lay.nsensordata))
+    t0 = time.perf_counter()
+    pool.rollout(models, datas, state0, ctrl, nstep=nstep, state=state, sensordata=sens, skip_checks=True)
+    return len(models) * horizon / (time.perf_counter() - t0)
+
+
+def robometa_sampler(family, tasks, episodes: int, horizon: int, policy, seed: int) -> float:
+    """(b) the Sampler, closed loop."""
+    sampler = Sampler(family, device="cpu", seed=seed)
+    sampler.sample(policy, tasks[:1], 1, horizon=2)  # warm up the pool and torch
+    t0 = time.perf_counter()
+    batch = sampler.sample(policy, tasks, episodes, horizon=horizon)
+    return batch.env_steps / (time.perf_counter() - t0)
+
+
+def closed_loop_vector_env(venv, policy, steps: int, seed: int | None) -> float:
+    """(c)/(d)/(e) a gymnasium-style vector env stepped with the same policy.
+
+    ``seed=None`` for EnvPool, which takes its seed at construction.
+    """
+    obs, _ = venv.reset() if seed is None else venv.reset(seed=seed)
+    n = obs.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    iters = max(1, steps // n)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, n, -1)
+        action, _ = policy.act(obs_t, gen)
+        obs, *_ = venv.step(action.view(n, -1).numpy().astype(np.float64))
+    return n * iters / (time.perf_counter() - t0)
+
+
+def bench_family(name: str, args, policy_seed: int = 0) -> dict:
+    family = make_family(name)
+    tasks = family.split_tasks("train", seed=args.seed, n=args.tasks)
+    if len(tasks) < args.tasks:  # families with few tasks (cheetah-dir): repeat them
+        tasks = [tasks[i % len(tasks)] for i in range(args.tasks)]
+    horizon = args.horizon or family.horizon
+    torch.manual_seed(policy_seed)
+    policy = GaussianMLPPolicy(family.obs_dim, family.layout.nu)
+    envs_total = args.tasks * args.episodes
+    results: dict[str, float] = {}
+
+    results["open_loop_rollout"] = open_loop(
+        family, [t for t in tasks for _ in range(args.episodes)], horizon, args.seed
+    )
+    torch.set_num_threads(1)
+    results["robometa_sampler"] = robometa_sampler(family, tasks, args.episodes, horizon, policy, args.seed)
+
+    def facade(i: int):
+        return lambda: gym.make(family.env_id, task=tasks[i % len(tasks)])
+
+    sync = gym.vector.SyncVectorEnv([facade(i) for i in range(args.vec_envs)])
+    results["gym_sync_vector_env"] = closed_loop_vector_env(sync, policy, args.vec_steps, args.seed)
+    sync.close()
+    if not args.skip_async:
+        asyn = gym.vector.AsyncVectorEnv([facade(i) for i in range(args.vec_envs)])
+        results["gym_async_vector_env"] = closed_loop_vector_env(asyn, policy, args.vec_steps, args.seed)
+        asyn.close()
+    robot = name.split("-")[0]
+    if robot in ENVPOOL_IDS:
+        try:
+            import envpool
+        except ImportError:
+            pass
+        else:
+            pool = envpool.make(
+                ENVPOOL_IDS[robot],
+                env_type="gymnasium",
+                num_envs=envs_total,
+                batch_size=envs_total,
+                num_threads=default_nthread(),
+                seed=args.seed,
+            )
+            results["envpool"] = closed_loop_vector_env(pool, policy, envs_total * horizon, None)
+            pool.close()
+    ours = results["robometa_sampler"]
+    return {
+        "family": name,
+        "envs": envs_total,
+        "horizon": horizon,
+        "vec_envs": args.vec_envs,
+        "steps_per_s": results,
+        "robometa_ratio_to": {k: ours / v for k, v in results.items() if k != "robometa_sampler"},
+    }
+
+
+def print_table(report: dict) -> None:
+    ours = report["steps_per_s"]["robometa_sampler"]
+    print(
+        f"\n{report['family']}: {report['envs']} envs x {report['horizon']} steps (vector envs: {report['vec_envs']})"
+    )
+    print(f"{'contender':<24}{'env-steps/s':>14}{'robometa / it':>16}")
+    for k, v in report["steps_per_s"].items():
+        ratio = "-" if k == "robometa_sampler" else f"{ours / v:.2f}x"
+        print(f"{k:<24}{v:>14,.0f}{ratio:>16}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--family", default="cheetah-vel", help="family name, or 'all'")
+    p.add_argument("--tasks", type=int, default=20, help="tasks in the batch (M)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task (N); B = M*N envs")
+    p.add_argument("--horizon", type=int, default=0, help="steps per episode (0: the family's)")
+    p.add_argument("--vec-envs", type=int, default=8, help="envs in the gymnasium vector envs")
+    p.add_argument("--vec-steps", type=int, default=8000, help="env-steps measured for vector envs")
+    p.add_argument("--skip-async", action="store_true", help="skip AsyncVectorEnv")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench_sampler.json", help="JSON output path")
+    args = p.parse_args(argv)
+    names = family_names() if args.family == "all" else [args.family]
+    try:
+        reports = [bench_family(n, args) for n in names]
+    except RobometaError as exc:
+        print(f"bench_sampler: error: {exc}", file=sys.stderr)
+        return 2
+    for r in reports:
+        print_table(r)
+    meta = {
+        "machine": platform.platform(),
+        "cpus": default_nthread(),
+        "mujoco": mujoco.__version__,
+        "torch": torch.__version__,
+        "torch_threads_while_sampling": 1,
+    }
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": reports}, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
