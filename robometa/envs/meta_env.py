@@ -14,8 +14,6 @@ families with a success criterion, ``success``.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,19 +24,10 @@ import numpy as np
 from robometa.errors import RobometaError, choice_error
 from robometa.sim.batch_sim import BatchSim
 from robometa.tasks import Task, TaskFamily, make_family
+from robometa.viz.render import add_markers
+from robometa.viz.viewer import Viewer, require_display
 
 RENDER_MODES = ("human", "rgb_array")
-
-
-def require_display() -> None:
-    """Fail clearly, instead of aborting inside GLFW, when no screen is available."""
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        raise RobometaError(
-            "the interactive viewer needs a display (DISPLAY is not set); use render_mode='rgb_array' "
-            "or run under a virtual screen: xvfb-run -a <command>"
-        )
 
 
 class MetaEnv(gym.Env):
@@ -147,6 +136,7 @@ class MetaEnv(gym.Env):
             if self._renderer is None:
                 self._renderer = mujoco.Renderer(model, self._height, self._width)
             self._renderer.update_scene(data, camera=self._camera_id(model))
+            add_markers(self._renderer.scene, self.family.markers(self._task, self._sim.state[0]))
             return self._renderer.render()
         return self._render_human(model, data)
 
@@ -159,14 +149,10 @@ class MetaEnv(gym.Env):
         return 0 if model.ncam > 0 else -1
 
     def _render_human(self, model, data):
-        import mujoco.viewer
-
         if self._viewer is None:
-            self._viewer_data = mujoco.MjData(model)
-            self._viewer = mujoco.viewer.launch_passive(model, self._viewer_data)
-        mujoco.mj_setState(model, self._viewer_data, self._sim.state[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
-        mujoco.mj_forward(model, self._viewer_data)
-        self._viewer.sync()
+            self._viewer = Viewer(model, show_ui=True)
+        state = self._sim.state[0]
+        self._viewer.show(state, self.family.markers(self._task, state))
         return None
 
     def _close_renderer(self) -> None:

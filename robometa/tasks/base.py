@@ -159,6 +159,25 @@ def model_signature(model: mujoco.MjModel) -> int:
     return int(model.signature)
 
 
+# ---------------------------------------------------------------- markers
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A visual aid drawn into rendered scenes and the viewer; never part of physics.
+
+    ``kind`` is ``"sphere"`` (``size = (radius,)``), ``"box"`` (``size`` = half
+    extents) or ``"arrow"`` (from ``pos`` to ``to``, ``size = (shaft radius,)``).
+    Positions are world coordinates in metres.
+    """
+
+    kind: str
+    pos: tuple[float, float, float]
+    size: tuple[float, ...]
+    rgba: tuple[float, float, float, float] = (0.1, 0.8, 0.2, 0.8)
+    to: tuple[float, float, float] | None = None
+
+
 # ------------------------------------------------------------------ the family
 
 
@@ -310,6 +329,10 @@ class TaskFamily(ABC):
     def success(self, state: np.ndarray, sensordata: np.ndarray, params: np.ndarray) -> np.ndarray:
         """``(B,)`` bool; only meaningful where ``has_success``."""
         return np.zeros(state.shape[0], dtype=bool)
+
+    def markers(self, task: Task, state: np.ndarray) -> list[Marker]:
+        """What to draw for ``task`` at one state row ``(nstate,)``: goals, targets."""
+        return []
 
     def metrics(self, prev_state: np.ndarray, state: np.ndarray, params: np.ndarray) -> dict[str, np.ndarray]:
         """Extra per-step diagnostics for ``info`` (e.g. ``x_velocity``), each ``(B,)``."""

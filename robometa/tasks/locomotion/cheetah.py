@@ -24,7 +24,7 @@ import numpy as np
 
 from robometa.assets import gymnasium_asset
 from robometa.errors import RobometaError
-from robometa.tasks.base import Task, TaskFamily, check_number, check_split
+from robometa.tasks.base import Marker, Task, TaskFamily, check_number, check_split
 
 _TOTAL_MASS = 14.0  # half_cheetah.xml's settotalmass
 RESET_NOISE = 0.1  # HalfCheetah-v5 reset_noise_scale
@@ -93,6 +93,12 @@ class CheetahFamily(TaskFamily):
         lay = self.layout
         return {"x_velocity": self.x_velocity(prev_state, state), "x_position": state[:, lay.qpos.start]}
 
+    def target_arrow(self, state: np.ndarray, velocity: float) -> Marker:
+        """An arrow above the torso: the commanded velocity, 0.5 m per m/s."""
+        x = float(state[self.layout.qpos.start])
+        start = (x, 0.0, 1.0)
+        return Marker("arrow", start, (0.02,), to=(x + 0.5 * velocity, 0.0, 1.0))
+
 
 # ---------------------------------------------------------------- cheetah-vel
 
@@ -153,6 +159,9 @@ class CheetahVel(CheetahFamily):
         v = self.x_velocity(prev_state, state)
         return {"forward": -np.abs(v - params[:, 0]), "ctrl": self.ctrl_cost(action)}
 
+    def markers(self, task, state):
+        return [self.target_arrow(state, task.goal_velocity)]
+
 
 # ---------------------------------------------------------------- cheetah-dir
 
@@ -194,3 +203,6 @@ class CheetahDir(CheetahFamily):
     def reward_terms(self, prev_state, state, sensordata, action, params):
         v = self.x_velocity(prev_state, state)
         return {"forward": params[:, 0] * v, "ctrl": self.ctrl_cost(action)}
+
+    def markers(self, task, state):
+        return [self.target_arrow(state, float(task.direction))]

@@ -1,0 +1,1 @@
+"""Evaluation on held-out tasks: the adaptation protocol, baselines, reports."""

@@ -1,0 +1,1 @@
+"""Seeing what robots do: offscreen frames, video files, the interactive viewer."""
