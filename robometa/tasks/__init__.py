@@ -17,6 +17,10 @@ from robometa.tasks.base import FamilyInfo, StateLayout, Task, TaskFamily
 _REGISTRY: dict[str, tuple[str, str]] = {
     "cheetah-vel": ("robometa/CheetahVel-v0", "robometa.tasks.locomotion.cheetah:CheetahVel"),
     "cheetah-dir": ("robometa/CheetahDir-v0", "robometa.tasks.locomotion.cheetah:CheetahDir"),
+    "reach": ("robometa/Reach-v0", "robometa.tasks.manipulation.families:Reach"),
+    "push": ("robometa/Push-v0", "robometa.tasks.manipulation.families:Push"),
+    "pick-place": ("robometa/PickPlace-v0", "robometa.tasks.manipulation.families:PickPlace"),
+    "manip-ml": ("robometa/ManipML-v0", "robometa.tasks.manipulation.families:ManipML"),
 }
 
 

@@ -154,9 +154,12 @@ def model_signature(model: mujoco.MjModel) -> int:
     """Models with equal size signatures can share one ``mujoco.rollout`` call.
 
     MuJoCo's own ``signature`` hashes all model sizes, so equal signatures also mean
-    one ``MjData`` layout serves every model of the group.
+    one ``MjData`` layout serves every model of the group. It does not cover the
+    per-body / per-dof "simple inertia" flags, which change how the mass matrix is
+    factorized: models differing there (e.g. a geom rotated inside a free body) gave
+    NaNs when rolled out with another model's ``MjData``, so they group apart.
     """
-    return int(model.signature)
+    return hash((int(model.signature), model.body_simple.tobytes(), model.dof_simplenum.tobytes()))
 
 
 # ---------------------------------------------------------------- markers

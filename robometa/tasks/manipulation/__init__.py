@@ -1,0 +1,1 @@
+"""Manipulation task families: a table-top arm, procedural objects, scripted experts."""
