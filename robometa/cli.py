@@ -39,6 +39,10 @@ def _console():
 def _cmd_tasks(args: argparse.Namespace) -> int:
     from robometa.tasks import family_names, make_family
 
+    if args.render is not None:
+        return _render_tasks(args)
+    if args.out is not None:
+        raise RobometaError("--out goes with --render FAMILY (the family whose tasks to draw)")
     names = family_names()
     if args.family:
         make_family(args.family)  # validates the name
@@ -72,17 +76,331 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_tasks(args: argparse.Namespace) -> int:
+    """``robometa tasks --render FAMILY --out PNG``: a grid of the split's tasks, rendered offscreen."""
+    from robometa.tasks import make_family
+    from robometa.viz.task_grid import render_task_grid, write_png
+
+    if args.out is None:
+        raise RobometaError("--render needs --out PNG, the image file to write")
+    if not 1 <= args.count <= 64:
+        raise RobometaError(f"--count must be in [1, 64], got {args.count}")
+    if not 1 <= args.columns <= 16:
+        raise RobometaError(f"--columns must be in [1, 16], got {args.columns}")
+    family = make_family(args.render)
+    tasks = family.split_tasks(args.split, seed=args.seed)[: args.count]
+    console = _console()
+    with console.status(f"rendering {len(tasks)} {args.split} tasks of {family.name}"):
+        image = render_task_grid(family, tasks, columns=min(args.columns, len(tasks)), seed=args.seed)
+        write_png(image, args.out)
+    console.print(
+        f"wrote {args.out} ({image.shape[1]}x{image.shape[0]}): {len(tasks)} {args.split} tasks of {family.name}",
+        highlight=False,
+    )
+    return 0
+
+
 def register_tasks(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tasks", help="list task families and their gymnasium ids")
+    from robometa.tasks.base import SPLITS
+
+    p = sub.add_parser("tasks", help="list task families and their gymnasium ids; draw their tasks")
     p.add_argument("family", nargs="?", help="show only this family (name or gymnasium id)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--render", metavar="FAMILY", help="render a grid of FAMILY's tasks offscreen (with --out)"
+    )
+    p.add_argument("--out", metavar="PNG", help="where --render writes its image")
+    p.add_argument(
+        "--split", choices=SPLITS, default="train", help="which split --render draws (default: train)"
+    )
+    p.add_argument("--count", type=int, default=8, help="how many tasks --render draws (default: 8)")
+    p.add_argument("--columns", type=int, default=4, help="grid columns for --render (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="split seed and reset seed for --render (default: 0)")
     p.set_defaults(func=_cmd_tasks)
+
+
+# ------------------------------------------------------------------ train
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from robometa.trainer import Trainer
+
+    if args.cell is not None:  # shorthand for the override cell=... (rl2's recurrent cell)
+        args.overrides = [*args.overrides, f"cell={args.cell}"]
+    console = _console()
+    if args.resume:
+        given = [
+            f
+            for f in ("algo", "family", "preset", "config", "seed", "run_dir")
+            if getattr(args, f) is not None
+        ]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise RobometaError(f"{flag} cannot be combined with --resume (the run's config.yaml is used)")
+        from robometa.configs import parse_overrides
+
+        changes = parse_overrides(args.overrides)
+        if args.device is not None:
+            changes["device"] = args.device
+        trainer = Trainer.resume(args.resume, changes)
+        console.print(
+            f"resuming [bold]{trainer.run.path}[/] at iteration {trainer.start_iteration}", highlight=False
+        )
+    else:
+        from robometa.configs import resolve_config
+        from robometa.runs import default_run_path
+
+        cfg = resolve_config(
+            algo=args.algo,
+            preset=args.preset or "quick",
+            config_file=args.config,
+            overrides=args.overrides,
+            family=args.family,
+            seed=args.seed,
+            device=args.device,
+        )
+        path = args.run_dir or default_run_path(cfg.algo, cfg.family)
+        trainer = Trainer.create(cfg, path)
+        console.print(
+            f"training [bold]{cfg.algo}[/] on [bold]{cfg.family}[/] for {cfg.iterations} iterations "
+            f"(device {trainer.device})",
+            highlight=False,
+        )
+    run_path = trainer.run.path
+    console.print(f"logs and checkpoints: {run_path}", highlight=False)
+    console.print(f"watch it: tensorboard --logdir {run_path}", highlight=False)
+    summary = _train_with_progress(trainer, console)
+    _print_summary(console, summary)
+    console.print(
+        f"tensorboard --logdir {run_path}   (resume: robometa train --resume {run_path})", highlight=False
+    )
+    return 0
+
+
+def _train_with_progress(trainer, console) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("iteration"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(
+            "train", total=trainer.config.iterations, completed=trainer.start_iteration, status="sampling..."
+        )
+
+        def update(p) -> None:
+            curve = p.result.curve.return_mean
+            status = (
+                f"pre {curve[0]:8.1f}  post {curve[-1]:8.1f}  "
+                f"{p.result.metrics.get('sim/steps_per_s', 0.0):7.0f} steps/s"
+            )
+            if p.test_curve is not None:
+                status += f"  test {p.test_curve.return_mean[0]:.1f} -> {p.test_curve.return_mean[-1]:.1f}"
+            bar.update(task, completed=p.iteration + 1, status=status)
+
+        return trainer.train(callback=update)
+
+
+def _print_summary(console, summary: dict) -> None:
+    from rich.table import Table
+
+    for key, title in (("train_curve", "last training meta-batch"), ("test_curve", "held-out test tasks")):
+        curve = summary.get(key)
+        if not curve:
+            continue
+        table = Table(title=f"adaptation curve: {title}")
+        table.add_column(curve["x"])
+        table.add_column("return (mean)")
+        if curve.get("success_mean") is not None:
+            table.add_column("success")
+        for i, step in enumerate(curve["steps"]):
+            row = [str(step), f"{curve['return_mean'][i]:.2f}"]
+            if curve.get("success_mean") is not None:
+                row.append(f"{curve['success_mean'][i]:.2f}")
+            table.add_row(*row)
+        console.print(table)
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    from robometa.algos import algorithm_names
+
+    p = sub.add_parser(
+        "train",
+        help="meta-train a policy (default: quick MAML-TRPO on cheetah-vel)",
+        description="Meta-train on a task family; logs to TensorBoard and checkpoints under runs/<name>/.",
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. iterations=50 inner_lr=0.05"
+    )
+    p.add_argument("--algo", help=f"meta-learner: {' | '.join(algorithm_names())} (default maml-trpo)")
+    p.add_argument("--family", help="task family (see `robometa tasks`; default cheetah-vel)")
+    p.add_argument(
+        "--preset", help="quick (a few minutes on a laptop CPU) | paper (the MAML paper's settings)"
+    )
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (applied over the preset)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--run-dir", help="run directory (default runs/<algo>-<family>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
+    p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell of --algo rl2 (default gru)")
+    p.set_defaults(func=_cmd_train)
+
+
+# ------------------------------------------------------------------ evaluate / replay
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RobometaError(f"--seeds takes comma-separated integers (e.g. 0,1,2), got {text!r}") from None
+    if not seeds:
+        raise RobometaError("--seeds needs at least one seed")
+    return seeds
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from robometa.eval.evaluate import evaluate
+
+    if args.adapt_steps is not None and args.episodes is not None:
+        raise RobometaError(
+            "give --adapt-steps (gradient learners) or --episodes (memory learners), not both"
+        )
+    steps = (
+        args.adapt_steps
+        if args.adapt_steps is not None
+        else (None if args.episodes is None else args.episodes - 1)
+    )
+    baselines = [b for b in args.baselines.split(",") if b] if args.baselines else []
+    console = _console()
+    with console.status(f"evaluating {', '.join(args.run_dirs)} on {args.split} tasks"):
+        out, summary = evaluate(
+            args.run_dirs,
+            split=args.split,
+            n_tasks=args.tasks,
+            steps=steps,
+            seeds=_seeds(args.seeds),
+            baselines=baselines,
+            name=args.name,
+            checkpoint=args.checkpoint,
+            device=args.device,
+        )
+    methods = summary["methods"]
+    steps_n = max(len(m["curve"]) for m in methods.values())
+    table = Table(title=f"adaptation on {args.split} tasks: return mean [95% CI] (IQM)")
+    table.add_column("method")
+    episodic = next(iter(methods.values()))["x"] == "episode"
+    for k in range(steps_n):
+        table.add_column(f"episode {k + 1}" if episodic else f"step {k}", justify="right")
+    for name, m in methods.items():
+        cells = []
+        for r in m["curve"]:
+            cell = f"{r['mean']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] ({r['iqm']:.1f})"
+            if "success_mean" in r:
+                cell += f" succ {r['success_mean']:.2f}"
+            cells.append(cell)
+        table.add_row(name, *cells)
+    console.print(table)
+    console.print(
+        f"wrote {out}/summary.json, curves.csv, per_task.csv, curves.png and TensorBoard events",
+        highlight=False,
+    )
+    return 0
+
+
+def register_evaluate(sub: argparse._SubParsersAction) -> None:
+    from robometa.eval.evaluate import BASELINES, CHECKPOINTS, DEFAULT_BASELINES
+
+    p = sub.add_parser("evaluate", help="adapt trained runs to held-out tasks, against baselines")
+    p.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="one run, or several to compare on one plot"
+    )
+    p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
+    p.add_argument("--tasks", type=int, default=None, help="number of tasks (default: the run's eval_tasks)")
+    p.add_argument(
+        "--adapt-steps", type=int, default=None, help="gradient steps K for MAML (default: the run's)"
+    )
+    p.add_argument(
+        "--episodes", type=int, default=None, help="episodes per trial K for RL2 (default: the run's)"
+    )
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds (default: 0,1,2)")
+    p.add_argument(
+        "--baselines",
+        default=",".join(DEFAULT_BASELINES),
+        help=f"comma-separated subset of {', '.join(BASELINES)} ('' for none; default: {','.join(DEFAULT_BASELINES)})",
+    )
+    p.add_argument(
+        "--checkpoint", choices=CHECKPOINTS, default="best", help="which checkpoint (default: best)"
+    )
+    p.add_argument("--name", default=None, help="report name under RUN_DIR/eval/ (default: <split>-<time>)")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from robometa.eval.evaluate import load_run
+    from robometa.viz.replay import pick_task, record, show_in_viewer, write_replay_video
+
+    out = args.video or args.gif
+    if args.video and args.gif:
+        raise RobometaError("give --video OUT.mp4 or --gif OUT.gif, not both")
+    loaded = load_run(args.run_dir, args.checkpoint, args.device)
+    task = pick_task(loaded.family, args.split, args.task, loaded.config.split_seed)
+    if out is None:
+        from robometa.viz.viewer import require_display
+
+        require_display()
+    steps = loaded.config.eval_steps if args.adapt_steps is None else args.adapt_steps
+    console = _console()
+    with console.status(f"adapting to {args.split} task {args.task} ({steps} steps)"):
+        rec = record(loaded, task, steps, seed=args.seed)
+    for label, rewards in zip(rec.labels, rec.rewards):
+        console.print(f"{label}: return {float(rewards.sum()):.1f}", highlight=False)
+    if out is not None:
+        with console.status(f"rendering {out}"):
+            path = write_replay_video(rec, out, args.width, args.height, layout=args.layout)
+        console.print(f"wrote {path}", highlight=False)
+    else:
+        show_in_viewer(rec)
+    return 0
+
+
+def register_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="adapt to one task and show the policy before and after")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--task", type=int, default=0, help="index of the task in the split (default: 0)")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
+    p.add_argument(
+        "--adapt-steps", type=int, default=None, help="adaptation steps (default: the run's eval_steps)"
+    )
+    p.add_argument(
+        "--video", metavar="OUT.mp4", help="render headless to an MP4 instead of opening the viewer"
+    )
+    p.add_argument("--gif", metavar="OUT.gif", help="render headless to a GIF instead of opening the viewer")
+    p.add_argument(
+        "--layout",
+        choices=("side", "sequence"),
+        default="side",
+        help="before/after side by side or in sequence",
+    )
+    p.add_argument("--width", type=int, default=480)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--seed", type=int, default=0, help="seed of the adaptation episodes (default: 0)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
+    p.set_defaults(func=_cmd_replay)
 
 
 # ------------------------------------------------------------------ main
 
 # Subcommands in the order `robometa --help` lists them.
-COMMANDS = [register_tasks]
+COMMANDS = [register_tasks, register_train, register_evaluate, register_replay]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,7 +84,7 @@ def closed_loop_vector_env(venv, policy, steps: int, seed: int | None) -> float:
     """
     obs, _ = venv.reset() if seed is None else venv.reset(seed=seed)
     n = obs.shape[0]
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed or 0)
     iters = max(1, steps // n)
     t0 = time.perf_counter()
     for _ in range(iters):
@@ -136,7 +136,10 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
                 num_threads=default_nthread(),
                 seed=args.seed,
             )
-            results["envpool"] = closed_loop_vector_env(pool, policy, envs_total * horizon, None)
+            # Only a like-for-like contender: EnvPool's Ant-v5 observes contact forces
+            # (105 values), which robometa's ant families do not.
+            if pool.observation_space.shape[-1] == family.obs_dim:
+                results["envpool"] = closed_loop_vector_env(pool, policy, envs_total * horizon, None)
             pool.close()
     ours = results["robometa_sampler"]
     return {

@@ -71,6 +71,8 @@ class Sampler:
         self.device = resolve_device(device)
         self.nthread = nthread
         self.torch_threads = torch_threads if self.device.type == "cpu" else None
+        # Default of sample(record_states=...): evaluation turns it on to replay exactly.
+        self.record_states = False
         self._rng = np.random.default_rng(seed)
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(int(seed))
@@ -91,13 +93,16 @@ class Sampler:
         episodes_per_task: int,
         horizon: int | None = None,
         deterministic: bool = False,
-        record_states: bool = False,
+        record_states: bool | None = None,
     ) -> EpisodeBatch:
         """Run ``episodes_per_task`` episodes of every task; returns an :class:`EpisodeBatch`.
 
-        With ``record_states`` the full-physics states ``(M, N, T+1, nstate)`` are
-        attached as ``batch.states`` (for exact replay).
+        With ``record_states`` (default: the sampler's ``record_states``) the
+        full-physics states ``(M, N, T+1, nstate)`` are attached as ``batch.states``
+        (for exact replay).
         """
+        if record_states is None:
+            record_states = self.record_states
         if not tasks:
             raise RobometaError("sample() needs at least one task")
         if episodes_per_task < 1:

@@ -21,6 +21,15 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "push": ("robometa/Push-v0", "robometa.tasks.manipulation.families:Push"),
     "pick-place": ("robometa/PickPlace-v0", "robometa.tasks.manipulation.families:PickPlace"),
     "manip-ml": ("robometa/ManipML-v0", "robometa.tasks.manipulation.families:ManipML"),
+    "ant-dir": ("robometa/AntDir-v0", "robometa.tasks.locomotion.ant:AntDir"),
+    "ant-goal": ("robometa/AntGoal-v0", "robometa.tasks.locomotion.ant:AntGoal"),
+    "cheetah-params": ("robometa/CheetahParams-v0", "robometa.tasks.locomotion.params:CheetahParams"),
+    "ant-params": ("robometa/AntParams-v0", "robometa.tasks.locomotion.params:AntParams"),
+    "cheetah-terrain": (
+        "robometa/CheetahTerrain-v0",
+        "robometa.tasks.locomotion.terrain_families:CheetahTerrain",
+    ),
+    "ant-terrain": ("robometa/AntTerrain-v0", "robometa.tasks.locomotion.terrain_families:AntTerrain"),
 }
 
 

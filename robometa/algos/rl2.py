@@ -1,0 +1,421 @@
+"""RL² (Duan et al., 2016): meta-RL as ordinary RL of a recurrent policy over trials.
+
+The "fast" learner is the memory of a GRU / LSTM policy that sees
+``(o_t, a_{t-1}, r_{t-1}, d_t)`` and keeps its hidden state across the K episodes of
+a trial on one task; the "slow" learner is PPO (Schulman et al., 2017) maximizing
+the discounted return of whole trials, as in the RL² baselines of ProMP (Rothfuss
+et al., 2019) and Meta-World (Yu et al., 2019). One meta-iteration:
+
+1. sample N trials of K episodes for each of M training tasks (fresh memory per
+   trial) with the current policy and frozen normalizer statistics;
+2. recompute the values over whole trials, scale the rewards by the running std
+   of discounted trial returns, and compute GAE(gamma, lambda) on the trial clock,
+   so advantages flow across the episode boundaries inside a trial (the value at
+   an episode's last step bootstraps from the next episode's first step; only the
+   trial's end is terminal);
+3. ``ppo_epochs`` passes of the clipped surrogate plus value loss over minibatches
+   of whole trials, each a full backpropagation through its trials;
+4. merge the batch into the observation and return statistics (used from the next
+   iteration on, so sampling and learning within one iteration agree exactly).
+
+The adaptation curve is the return (and success) of episode k = 1..K of held-out
+trials; its ``steps`` count the episodes of experience before episode k (0..K-1),
+the axis on which MAML's gradient steps are also drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robometa.algos.base import AdaptationCurve, IterationResult
+from robometa.algos.gae import discounted_returns, gae
+from robometa.algos.normalize import RunningMeanStd
+from robometa.configs.rl2 import RL2Config
+from robometa.policies.recurrent import (
+    Hidden,
+    RecurrentGaussianPolicy,
+    assemble_inputs,
+    previous_step_inputs,
+)
+from robometa.sampling.sampler import torch_threads
+from robometa.sampling.trials import TrialBatch, TrialSampler
+from robometa.tasks.base import Task, TaskFamily
+
+# Offset of the evaluation sampler's seed, so evaluating never shifts the training stream.
+EVAL_SEED_OFFSET = 1_000_003
+# Offset of the minibatch-shuffling stream.
+SHUFFLE_SEED_OFFSET = 2_000_003
+
+
+class RL2Actor:
+    """A recurrent policy plus the normalizers that prepare its inputs.
+
+    ``obs_norm`` holds observation statistics, ``reward_norm`` per-step reward
+    statistics. Both the sampler (one step at a time) and the learner (whole trials) build
+    inputs through :meth:`features`, so the two see identical numbers.
+    """
+
+    def __init__(
+        self,
+        policy: RecurrentGaussianPolicy,
+        obs_norm: RunningMeanStd | None = None,
+        reward_norm: RunningMeanStd | None = None,
+    ):
+        self.policy, self.obs_norm, self.reward_norm = policy, obs_norm, reward_norm
+
+    def features(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
+        """Normalized, assembled inputs: ``obs: (..., obs_dim)`` etc. -> ``(..., input_dim)``."""
+        if self.obs_norm is not None:
+            obs = self.obs_norm.normalize(obs)
+        if self.reward_norm is not None:
+            # Per-step scale (not the return scale of the value targets), so the
+            # reward the policy reads stays O(1) whatever the horizon; no
+            # centering, so "no reward yet" (0 at the trial's first step) stays 0.
+            prev_reward = self.reward_norm.scale(prev_reward)
+        return assemble_inputs(obs, prev_action, prev_reward, done)
+
+    def trial_features(self, batch: TrialBatch) -> Tensor:
+        """Inputs of every step of every trial, ``(M * N, L, input_dim)``."""
+        prev_a, prev_r, done = previous_step_inputs(batch.actions, batch.rewards, batch.episode_ends)
+        x = self.features(batch.obs, prev_a, prev_r, done)
+        return x.reshape(-1, *x.shape[2:])
+
+    # ---- TrialActor protocol
+    def initial_state(self, batch: int, device: torch.device) -> Hidden:
+        return self.policy.initial_state(batch, device)
+
+    def act(self, obs, prev_action, prev_reward, done, state, generator=None, deterministic=False):
+        x = self.features(obs, prev_action, prev_reward, done)
+        action, logp, _, state = self.policy.act(x, state, generator, deterministic)
+        return action, logp, state
+
+
+# ------------------------------------------------------------------ pure maths
+
+
+def masked_mean(x: Tensor, masks: Tensor) -> Tensor:
+    return (x * masks).sum() / masks.sum().clamp_min(1.0)
+
+
+def ppo_sequence_loss(
+    policy: RecurrentGaussianPolicy,
+    inputs: Tensor,
+    actions: Tensor,
+    old_log_probs: Tensor,
+    advantages: Tensor,
+    returns: Tensor,
+    masks: Tensor,
+    clip_eps: float,
+    value_coef: float,
+    entropy_coef: float,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped-surrogate PPO loss over whole trials, from fresh memory.
+
+    ``inputs: (B, L, input_dim)``, ``actions: (B, L, act_dim)``, the rest ``(B, L)``.
+    Every term is a mean over valid steps (``masks == 1``). Returns the scalar loss
+    and its parts (detached): ``policy``, ``value``, ``entropy``, ``approx_kl``,
+    ``clip_fraction``.
+    """
+    mean, values, _ = policy.sequence(inputs)
+    dist = policy.distribution(mean)
+    log_ratio = dist.log_prob(actions) - old_log_probs
+    ratio = log_ratio.exp()
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * advantages)
+    policy_loss = -masked_mean(surrogate, masks)
+    value_loss = 0.5 * masked_mean((values - returns).square(), masks)
+    entropy = masked_mean(dist.entropy(), masks)
+    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
+    with torch.no_grad():
+        parts = {
+            "policy": policy_loss.detach(),
+            "value": value_loss.detach(),
+            "entropy": entropy.detach(),
+            # k3 estimator of KL(old || new) (Schulman, 2020): unbiased and >= 0.
+            "approx_kl": masked_mean(ratio - 1.0 - log_ratio, masks),
+            "clip_fraction": masked_mean(((ratio - 1.0).abs() > clip_eps).float(), masks),
+        }
+    return loss, parts
+
+
+def normalize_advantages(adv: Tensor, masks: Tensor, eps: float = 1e-8) -> Tensor:
+    """Zero mean, unit std over all valid steps of the batch; padding stays 0."""
+    mean = masked_mean(adv, masks)
+    std = masked_mean((adv - mean).square(), masks).sqrt()
+    return (adv - mean) / (std + eps) * masks
+
+
+def episode_curve(batch: TrialBatch, split: str, has_success: bool) -> AdaptationCurve:
+    """Return (and success) of episode k of the trials, averaged per task then over tasks."""
+    per_task = batch.episode_returns.mean(dim=1)  # (M, K)
+    K = batch.episodes_per_trial
+    return AdaptationCurve(
+        split=split,
+        x="episode",
+        steps=list(range(K)),
+        return_mean=[float(v) for v in per_task.mean(0)],
+        return_std=[float(v) for v in per_task.std(0, unbiased=False)],
+        success_mean=[float(v) for v in batch.success.mean(dim=(0, 1))] if has_success else None,
+    )
+
+
+def episode_rewards(batch: TrialBatch) -> Tensor:
+    """Rewards moved from the trial clock to per-episode rows: ``(M, N, K, T)``, 0-padded."""
+    M, N, L = batch.rewards.shape
+    K, T = batch.episodes_per_trial, batch.horizon
+    # Position of every step inside its episode: steps since the episode's first step.
+    starts = torch.zeros_like(batch.episode_ends)
+    starts[..., 1:] = batch.episode_ends[..., :-1]
+    starts[..., 0] = 1.0
+    first = torch.cummax(torch.where(starts > 0, torch.arange(L).expand(M, N, L), 0), dim=-1).values
+    t = torch.arange(L).expand(M, N, L) - first
+    out = torch.zeros(M, N, K, T, dtype=batch.rewards.dtype)
+    valid = batch.masks > 0
+    idx = valid.nonzero(as_tuple=True)
+    out[idx[0], idx[1], batch.episode[valid], t[valid]] = batch.rewards[valid]
+    return out
+
+
+# ------------------------------------------------------------------ the learner
+
+
+class RL2:
+    """RL² with a PPO outer loop on one task family.
+
+    Args:
+        family: the task family.
+        config: :class:`RL2Config`.
+        device: where the policy and the learner run.
+        seed: seeds weights, sampling, shuffling and evaluation streams.
+        sampler_threads: MuJoCo rollout threads (``None``: all cores).
+    """
+
+    name = "rl2"
+    curve_x = "episode"  # adaptation is measured per episode of a trial
+
+    def __init__(
+        self,
+        family: TaskFamily,
+        config: RL2Config,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        sampler_threads: int | None = None,
+    ):
+        self.family = family
+        self.config = config
+        self.sampler = TrialSampler(family, device, seed=seed, nthread=sampler_threads)
+        self.eval_sampler = TrialSampler(
+            family, device, seed=seed + EVAL_SEED_OFFSET, nthread=sampler_threads
+        )
+        self.device = self.sampler.device
+        self.horizon = config.horizon or family.horizon
+
+        policy = RecurrentGaussianPolicy(
+            family.obs_dim, family.layout.nu, config.hidden, config.cell, config.init_std
+        )
+        policy.reset_parameters(torch.Generator().manual_seed(int(seed)))
+        self.policy = policy.to(self.device)
+        self.obs_norm = RunningMeanStd((family.obs_dim,)) if config.normalize_obs else None
+        # Per-step rewards (the policy's reward input) and discounted trial returns
+        # (the scale of the value targets) have very different spreads.
+        self.reward_norm = RunningMeanStd(()) if config.normalize_reward else None
+        self.return_norm = RunningMeanStd(()) if config.normalize_reward else None
+        self.actor = RL2Actor(self.policy, self.obs_norm, self.reward_norm)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
+        self.shuffle = torch.Generator().manual_seed(int(seed) + SHUFFLE_SEED_OFFSET)
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, sampler: TrialSampler, tasks: Sequence[Task], episodes: int) -> TrialBatch:
+        cfg = self.config
+        return sampler.sample_trials(self.actor, tasks, cfg.trials_per_task, episodes, self.horizon).to(
+            self.device
+        )
+
+    def adaptation_curve(self, tasks: Sequence[Task], steps: int, split: str = "test") -> AdaptationCurve:
+        """Trials of ``steps + 1`` episodes on every task, no learning: returns of episodes 1..steps+1."""
+        batch = self.sample(self.eval_sampler, tasks, steps + 1)
+        return episode_curve(batch, split, self.family.has_success)
+
+    def adaptation_data(
+        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
+    ) -> dict[str, Any]:
+        """Per-task evaluation data for ``robometa evaluate`` / ``replay`` (no learning).
+
+        Trials of ``steps + 1`` episodes; returns ``returns`` / ``success``
+        ``(M, steps+1)`` (episode k's mean over each task's trials), and with
+        ``record_states`` the states ``(steps+1, M, T+1, nstate)`` and rewards
+        ``(steps+1, M, T)`` of every episode of each task's first trial.
+        """
+        sampler = TrialSampler(
+            self.family, self.device, seed=seed + EVAL_SEED_OFFSET, nthread=self.sampler.nthread
+        )
+        batch = sampler.sample_trials(
+            self.actor,
+            tasks,
+            self.config.trials_per_task,
+            steps + 1,
+            self.horizon,
+            record_states=record_states,
+        )
+        out: dict[str, Any] = {
+            "x": "episode",
+            "episodes_per_step": 1,
+            "returns": batch.episode_returns.mean(1).double().numpy(),
+            "success": batch.success.mean(1).double().numpy() if self.family.has_success else None,
+        }
+        if record_states:
+            out["states"] = batch.states[:, 0].transpose(0, 1).numpy()
+            out["rewards"] = episode_rewards(batch)[:, 0].transpose(0, 1).numpy()
+        return out
+
+    # ---------------------------------------------------------------- one meta-iteration
+    def iteration(self, tasks: Sequence[Task]) -> IterationResult:
+        cfg = self.config
+        t0 = time.perf_counter()
+        batch = self.sample(self.sampler, tasks, cfg.episodes_per_trial)
+        t1 = time.perf_counter()
+        # Same thread cap as sampling: the per-step ops of a small recurrent net gain
+        # nothing from torch's intra-op pool, which stalls when cores are contended
+        # (measured 10x slower backpropagation through trials with 2 threads on 2 busy cores).
+        with torch_threads(self.sampler.torch_threads):
+            metrics = self._update(batch)
+        t2 = time.perf_counter()
+        self._update_statistics(batch)
+        env_steps = batch.env_steps
+        metrics.update(
+            {
+                "train/entropy": self.entropy,
+                "train/policy_std": float(self.policy.log_std.detach().exp().mean()),
+                "train/reward_scale": 1.0 if self.return_norm is None else float(1.0 / self.return_norm.std),
+                "train/trial_return": float(batch.episode_returns.sum(-1).mean()),
+                "time/sampling": t1 - t0,
+                "time/outer": t2 - t1,
+                "time/learner_over_sampling": (t2 - t1) / max(t1 - t0, 1e-9),
+                "sim/steps_per_s": env_steps / max(t1 - t0, 1e-9),
+            }
+        )
+        curve = episode_curve(batch, "train", self.family.has_success)
+        return IterationResult(curve=curve, metrics=metrics, env_steps=env_steps)
+
+    def targets(self, batch: TrialBatch, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """GAE advantages and value targets on the trial clock, each ``(M * N, L)``."""
+        cfg = self.config
+        masks = batch.masks.reshape(inputs.shape[:2])
+        rewards = batch.rewards.reshape(inputs.shape[:2])
+        if self.return_norm is not None:
+            rewards = self.return_norm.scale(rewards) * masks
+        with torch.no_grad():
+            _, values, _ = self.policy.sequence(inputs)
+        values = values * masks
+        adv = gae(rewards, values, masks, cfg.gamma, cfg.gae_lambda)
+        return adv, adv + values
+
+    def _update(self, batch: TrialBatch) -> dict[str, float]:
+        cfg = self.config
+        inputs = self.actor.trial_features(batch)
+        B = inputs.shape[0]
+        flat = {
+            "actions": batch.actions.reshape(B, *batch.actions.shape[2:]),
+            "old_log_probs": batch.log_probs.reshape(B, -1),
+            "masks": batch.masks.reshape(B, -1),
+        }
+        adv, returns = self.targets(batch, inputs)
+        flat["advantages"] = normalize_advantages(adv, flat["masks"])
+        flat["returns"] = returns
+        sums: dict[str, float] = {}
+        n_steps = 0
+        first_loss = None
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(B, generator=self.shuffle).to(self.device)
+            for idx in order.tensor_split(cfg.minibatches):
+                mb = {k: v[idx] for k, v in flat.items()}
+                loss, parts = ppo_sequence_loss(
+                    self.policy,
+                    inputs[idx],
+                    mb["actions"],
+                    mb["old_log_probs"],
+                    mb["advantages"],
+                    mb["returns"],
+                    mb["masks"],
+                    cfg.clip_eps,
+                    cfg.value_coef,
+                    cfg.entropy_coef,
+                )
+                self.optimizer.zero_grad()
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                if first_loss is None:
+                    first_loss = float(loss.detach())
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+                n_steps += 1
+        with torch.no_grad():
+            _, values, _ = self.policy.sequence(inputs)
+            m = flat["masks"]
+            resid = masked_mean((returns - values).square(), m)
+            var = masked_mean((returns - masked_mean(returns, m)).square(), m)
+        avg = {k: v / n_steps for k, v in sums.items()}
+        return {
+            "loss/policy": avg["policy"],
+            "loss/value": avg["value"],
+            "loss/entropy": avg["entropy"],
+            "loss/first_minibatch": float(first_loss),
+            "train/kl": avg["approx_kl"],
+            "train/clip_fraction": avg["clip_fraction"],
+            "train/grad_norm": avg["grad_norm"],
+            "train/explained_variance": float(1.0 - resid / var.clamp_min(1e-12)),
+        }
+
+    def _update_statistics(self, batch: TrialBatch) -> None:
+        if self.obs_norm is not None:
+            self.obs_norm.update(batch.obs, batch.masks)
+        if self.reward_norm is not None:
+            self.reward_norm.update(batch.rewards, batch.masks)
+        if self.return_norm is not None:
+            returns = discounted_returns(batch.rewards, batch.masks, self.config.gamma)
+            self.return_norm.update(returns, batch.masks)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "obs_norm": None if self.obs_norm is None else self.obs_norm.state_dict(),
+            "reward_norm": None if self.reward_norm is None else self.reward_norm.state_dict(),
+            "return_norm": None if self.return_norm is None else self.return_norm.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "eval_sampler": self.eval_sampler.state_dict(),
+            "shuffle": self.shuffle.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for norm, key in (
+            (self.obs_norm, "obs_norm"),
+            (self.reward_norm, "reward_norm"),
+            (self.return_norm, "return_norm"),
+        ):
+            if norm is not None:
+                norm.load_state_dict(state[key])
+        self.sampler.load_state_dict(state["sampler"])
+        self.eval_sampler.load_state_dict(state["eval_sampler"])
+        self.shuffle.set_state(state["shuffle"])
+
+    def hparams(self) -> dict[str, float | int | str | bool]:
+        out: dict[str, Any] = {"algo": self.name, "family": self.family.name}
+        for k, v in vars(self.config).items():
+            out[k] = self.horizon if k == "horizon" else v
+        return out
+
+    @property
+    def entropy(self) -> float:
+        """Entropy of the action Gaussian in nats (state-independent)."""
+        return float((self.policy.log_std.detach() + 0.5 * math.log(2 * math.pi * math.e)).sum())

@@ -1,0 +1,49 @@
+"""The resolved configuration of a training run (what ``config.yaml`` holds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Run-level settings plus the chosen algorithm's own frozen config."""
+
+    algo: str = "maml-trpo"
+    """Meta-learner, by registry name (``robometa.algos.algorithm_names()``)."""
+    family: str = "cheetah-vel"
+    """Task family, by name or gymnasium id."""
+    seed: int = 0
+    """Seeds the weights, the task stream and every sampler; same seed, same run (on CPU)."""
+    device: str = "auto"
+    """Where the policy and learner run: auto | cpu | cuda | cuda:N."""
+    iterations: int = 100
+    """Meta-iterations to train for."""
+    eval_every: int = 10
+    """Evaluate on held-out test tasks every this many iterations (0: never)."""
+    eval_tasks: int = 10
+    """Test tasks per evaluation (drawn once from the family's test split)."""
+    eval_steps: int = 3
+    """Adaptation steps (or episodes, for memory-based learners) of the evaluation curve."""
+    split_seed: int = 0
+    """Seed of the family's fixed train/test splits (kept apart from ``seed`` so that
+    runs with different seeds are evaluated on the same held-out tasks)."""
+    checkpoint_every: int = 1
+    """Write ``checkpoints/latest.pt`` every this many iterations (and at the end)."""
+    algo_params: Any = field(default=None)
+    """The algorithm's config dataclass (e.g. :class:`MAMLTRPOConfig`)."""
+
+    def validate(self) -> list[str]:
+        """Problems with the values, one line each (empty when fine)."""
+        out = []
+        if self.iterations < 0:
+            out.append(f"iterations must be >= 0, got {self.iterations}")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                out.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_tasks < 1 or self.eval_steps < 0:
+            out.append("eval_tasks must be >= 1 and eval_steps >= 0")
+        if self.algo_params is not None and hasattr(self.algo_params, "validate"):
+            out += self.algo_params.validate()
+        return out

@@ -1,0 +1,164 @@
+"""The adaptation protocol on held-out tasks, and the reports it writes.
+
+For every evaluation seed, the learner adapts to each task of the split and we
+record the return (and success) after each amount of experience: step 0 is before
+any adaptation; step k is after k gradient steps (MAML) or in episode k+1 of a trial
+(RL²). Per step we aggregate over tasks and seeds (mean, IQM, 95% bootstrap CI,
+stratified by seed) and write ``eval/<name>/`` inside the run directory:
+
+* ``summary.json`` — settings, the aggregated curve of every method, per-task data;
+* ``curves.csv``   — one row per (method, step): mean, IQM, CI, success;
+* ``per_task.csv`` — one row per (method, seed, task, step);
+* ``curves.png``   — the adaptation curves of all methods on one chart;
+* TensorBoard scalars ``eval/<method>/return/step_k`` in the same directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robometa.eval.stats import summarize
+from robometa.runs import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+X_LABELS = {"adapt_step": "adaptation step", "episode": "episode of the trial"}
+
+
+@dataclass
+class MethodResult:
+    """Per-task results of one method: arrays shaped (seeds, tasks, steps)."""
+
+    name: str
+    x: str  # "adapt_step" | "episode"
+    returns: np.ndarray  # (S, M, K+1) mean return over the episodes of each task
+    success: np.ndarray | None = None  # (S, M, K+1) success rate, where the family has one
+    episodes_per_step: int = 1  # episodes of experience one step stands for
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[int]:
+        return list(range(self.returns.shape[-1]))
+
+    def aggregate(self, n_boot: int = 2000) -> list[dict[str, Any]]:
+        rows = []
+        for k in self.steps:
+            s = summarize(self.returns[:, :, k], n_boot=n_boot)
+            row = {"method": self.name, "step": k, "episodes_seen": k * self.episodes_per_step, **s.to_dict()}
+            if self.success is not None:
+                row["success_mean"] = float(self.success[:, :, k].mean())
+            rows.append(row)
+        return rows
+
+
+def write_report(
+    out_dir: Path,
+    methods: Sequence[MethodResult],
+    settings: dict[str, Any],
+    tasks: Sequence[Any],
+    title: str,
+    n_boot: int = 2000,
+) -> dict[str, Any]:
+    """Write JSON, CSV, PNG and TensorBoard files under ``out_dir``; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    aggregated = {m.name: m.aggregate(n_boot) for m in methods}
+    summary = {
+        "settings": settings,
+        "tasks": [t.to_dict() for t in tasks],
+        "methods": {
+            m.name: {
+                "x": m.x,
+                "episodes_per_step": m.episodes_per_step,
+                "curve": aggregated[m.name],
+                "per_task_returns": m.returns.tolist(),
+                "per_task_success": None if m.success is None else m.success.tolist(),
+                "notes": m.notes,
+            }
+            for m in methods
+        },
+    }
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+
+    buf = io.StringIO()
+    cols = ["method", "step", "episodes_seen", "n", "mean", "std", "iqm", "ci_low", "ci_high", "success_mean"]
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    for rows in aggregated.values():
+        writer.writerows(rows)
+    atomic_write_text(out_dir / "curves.csv", buf.getvalue())
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["method", "seed_index", "task_index", "step", "return", "success"])
+    for m in methods:
+        S, M, K1 = m.returns.shape
+        for s in range(S):
+            for i in range(M):
+                for k in range(K1):
+                    succ = "" if m.success is None else f"{m.success[s, i, k]:.6g}"
+                    writer.writerow([m.name, s, i, k, f"{m.returns[s, i, k]:.6g}", succ])
+    atomic_write_text(out_dir / "per_task.csv", buf.getvalue())
+
+    plot_curves(out_dir / "curves.png", {m.name: (m, aggregated[m.name]) for m in methods}, title)
+    _write_tensorboard(out_dir, aggregated)
+    return summary
+
+
+def plot_curves(path: Path, series: dict[str, tuple[MethodResult, list[dict[str, Any]]]], title: str) -> None:
+    """Adaptation curves (mean with 95% CI band) on the axis "episodes of experience"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_success = any(m.success is not None for m, _ in series.values())
+    fig, axes = plt.subplots(1, 2 if has_success else 1, figsize=(11 if has_success else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    for name, (_, rows) in series.items():
+        x = [r["episodes_seen"] for r in rows]
+        ax.plot(x, [r["mean"] for r in rows], marker="o", label=name)
+        ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2)
+    ax.set_xlabel("episodes of experience on the new task")
+    ax.set_ylabel("return (mean, 95% CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if has_success:
+        ax = axes[0, 1]
+        for name, (m, rows) in series.items():
+            if m.success is not None:
+                ax.plot(
+                    [r["episodes_seen"] for r in rows],
+                    [r["success_mean"] for r in rows],
+                    marker="o",
+                    label=name,
+                )
+        ax.set_xlabel("episodes of experience on the new task")
+        ax.set_ylabel("success rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write_tensorboard(out_dir: Path, aggregated: dict[str, list[dict[str, Any]]]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(out_dir)) as w:
+        for name, rows in aggregated.items():
+            for r in rows:
+                w.add_scalar(f"eval/{name}/return/step", r["mean"], r["step"])
+                if "success_mean" in r:
+                    w.add_scalar(f"eval/{name}/success/step", r["success_mean"], r["step"])

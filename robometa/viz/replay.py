@@ -1,0 +1,112 @@
+"""``robometa replay``: adapt to one task, then show the policy before and after.
+
+The learner adapts exactly as in evaluation; the physics states of one episode
+before adaptation (step 0) and after it (step K) are recorded and then shown, in
+the MuJoCo viewer or rendered offscreen to a video, with the task's goal drawn in
+the scene and the return so far on screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robometa.errors import RobometaError
+from robometa.tasks.base import Task, TaskFamily, check_split
+
+
+@dataclass
+class Recording:
+    """One episode before and one after adaptation, as states and rewards."""
+
+    family: TaskFamily
+    task: Task
+    labels: list[str]  # e.g. ["before adaptation", "after 3 adaptation steps"]
+    states: list[np.ndarray]  # each (T+1, nstate)
+    rewards: list[np.ndarray]  # each (T,)
+    dt: float
+
+
+def pick_task(family: TaskFamily, split: str, index: int, split_seed: int) -> Task:
+    """Task ``index`` of the run's fixed split, with a clear error when out of range."""
+    check_split(split)
+    size = family.n_train if split == "train" else family.n_test
+    if not 0 <= index < size:
+        raise RobometaError(
+            f"--task {index} is out of range for the {split} split of {family.name}; valid: 0..{size - 1}"
+        )
+    return family.split_tasks(split, seed=split_seed)[index]
+
+
+def record(loaded, task: Task, steps: int, seed: int = 0) -> Recording:
+    """Adapt the loaded learner to ``task`` and record its first episode at step 0 and step ``steps``."""
+    if steps < 0:
+        raise RobometaError(f"--adapt-steps must be >= 0, got {steps}")
+    data = loaded.algo.adaptation_data([task], steps, seed=seed, record_states=True)
+    states = np.asarray(data["states"])  # (K+1, M=1, T+1, nstate)
+    rewards = np.asarray(data["rewards"])  # (K+1, 1, T)
+    unit = "adaptation step" if data["x"] == "adapt_step" else "episode"
+    picks = [0, steps] if steps > 0 else [0]
+    labels = ["before adaptation"] + (
+        [f"after {steps} {unit}{'s' if steps > 1 else ''}"] if steps > 0 else []
+    )
+    fam = loaded.family
+    return Recording(
+        family=fam,
+        task=task,
+        labels=labels,
+        states=[states[k, 0] for k in picks],
+        rewards=[rewards[k, 0] for k in picks],
+        dt=fam.layout.dt,
+    )
+
+
+def _captions(rec: Recording, i: int) -> list[list[str]]:
+    cum = np.concatenate([[0.0], np.cumsum(rec.rewards[i])])
+    task = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in rec.task.to_dict().items()
+        if not isinstance(v, (dict, list))
+    )
+    return [[f"{rec.labels[i]}   return so far {cum[t]:.1f}", task[:80]] for t in range(len(rec.states[i]))]
+
+
+def write_replay_video(
+    rec: Recording, path: str | Path, width: int = 480, height: int = 480, layout: str = "side"
+) -> Path:
+    """Render the recording offscreen to MP4/GIF: before and after side by side (or in sequence)."""
+    from robometa.viz.render import StateRenderer, caption
+    from robometa.viz.video import concat, side_by_side, write_video
+
+    clips = []
+    with StateRenderer(rec.family, rec.task, width, height) as r:
+        for i, states in enumerate(rec.states):
+            caps = _captions(rec, i)
+            clips.append(np.stack([caption(r.frame(s), caps[t]) for t, s in enumerate(states)]))
+    frames = side_by_side(*clips) if layout == "side" else concat(clips)
+    return write_video(path, frames, fps=1.0 / rec.dt)
+
+
+def show_in_viewer(rec: Recording, realtime: bool = True, max_frames: int | None = None) -> int:
+    """Play before, then after, in the interactive viewer; returns frames shown."""
+    from robometa.viz.viewer import Viewer, play
+
+    shown = 0
+    with Viewer(rec.family.model(rec.task)) as viewer:
+        for i, states in enumerate(rec.states):
+            caps = _captions(rec, i)
+            if max_frames is not None:
+                states = states[:max_frames]
+            shown += play(
+                viewer,
+                states,
+                rec.dt,
+                markers_at=lambda s: rec.family.markers(rec.task, s),
+                text_at=lambda t, caps=caps: "\n".join(caps[t]),
+                realtime=realtime,
+            )
+            if not viewer.running:
+                break
+    return shown

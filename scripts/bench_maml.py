@@ -1,0 +1,119 @@
+"""Time per MAML meta-iteration, split into sampling / inner loop / outer loop.
+
+At the paper preset (40 tasks x 20 episodes x 200 steps, before and after one
+inner step: 320,000 env steps per iteration) this runs a few meta-iterations of
+each algorithm and reports the seconds spent sampling, in the inner loop
+(advantages, baselines and adaptation for sampling) and in the outer loop (the
+meta-update), plus the learner overhead (inner + outer) relative to sampling.
+
+It also times the second-order meta-gradient computed two ways on the same data:
+all tasks batched with ``torch.func.vmap`` (what MAML uses) versus a Python loop
+over tasks, to show whether batching pays.
+
+    python scripts/bench_maml.py                          # both algorithms, paper settings
+    python scripts/bench_maml.py --algo maml-trpo --iterations 3
+    python scripts/bench_maml.py --preset quick first_order=true --out bench_maml.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robometa.algos import algorithm_names, make_algorithm
+from robometa.algos.maml import adapt, learner_mode, surrogate
+from robometa.configs import resolve_config
+from robometa.errors import RobometaError
+from robometa.tasks import make_family
+
+
+def meta_gradient_seconds(algo, pre, pre_adv, post, post_adv, batched: bool) -> float:
+    """Seconds for one second-order meta-gradient over all tasks."""
+    policy, theta = algo.policy, algo.theta()
+    lr = float(algo.config.inner_lr)
+    with learner_mode(algo.learner_threads):
+        t0 = time.perf_counter()
+        if batched:
+            phi = adapt(policy, theta, lr, [pre], [pre_adv], create_graph=True)[-1]
+            loss = surrogate(policy, phi, post, post_adv)[0]
+        else:
+            loss = 0.0
+            for m in range(pre.num_tasks):
+                phi = adapt(policy, theta, lr, [pre.task(m)], [pre_adv[m : m + 1]], create_graph=True)[-1]
+                loss = loss + surrogate(policy, phi, post.task(m), post_adv[m : m + 1])[0] / pre.num_tasks
+        torch.autograd.grad(loss, list(theta.values()))
+        return time.perf_counter() - t0
+
+
+def bench(algo_name: str, preset: str, overrides: list[str], iterations: int, seed: int) -> dict:
+    cfg = resolve_config(algo=algo_name, preset=preset, overrides=overrides, seed=seed, device="cpu")
+    family = make_family(cfg.family)
+    algo = make_algorithm(algo_name, family, cfg.algo_params, "cpu", seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(iterations):
+        res = algo.iteration(family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train"))
+        rows.append(
+            {k: res.metrics[k] for k in ("time/sampling", "time/inner", "time/outer", "sim/steps_per_s")}
+        )
+        rows[-1]["env_steps"] = res.env_steps
+    out = {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
+    out["learner_over_sampling"] = (out["time/inner"] + out["time/outer"]) / out["time/sampling"]
+    out["iterations"] = iterations
+
+    # batched vs looped meta-gradient on one fresh meta-batch
+    timer = {"sampling": 0.0, "inner": 0.0}
+    tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
+    batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, timer)
+    for batched in (True, False):
+        key = "meta_grad_vmap_s" if batched else "meta_grad_loop_s"
+        out[key] = min(
+            meta_gradient_seconds(algo, batches[0], advs[0], batches[1], advs[1], batched) for _ in range(2)
+        )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    maml = [n for n in algorithm_names() if n.startswith("maml")]
+    ap.add_argument("--algo", nargs="+", default=maml, choices=maml)
+    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the results as JSON")
+    args = ap.parse_args()
+    results = {}
+    try:
+        for name in args.algo:
+            results[name] = bench(name, args.preset, args.overrides, args.iterations, args.seed)
+    except RobometaError as exc:
+        print(f"bench_maml: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, preset {args.preset} {args.overrides}"
+    )
+    header = "| algo | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | sim steps/s | meta-grad vmap s | loop s |"
+    print(header)
+    print("|---" * 9 + "|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['env_steps']:.0f} | {r['time/sampling']:.2f} | {r['time/inner']:.2f} | "
+            f"{r['time/outer']:.2f} | {100 * r['learner_over_sampling']:.0f}% | {r['sim/steps_per_s']:.0f} | "
+            f"{r['meta_grad_vmap_s']:.2f} | {r['meta_grad_loop_s']:.2f} |"
+        )
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

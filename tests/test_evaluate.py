@@ -1,0 +1,149 @@
+"""`robometa evaluate` and `robometa replay` end to end on a tiny trained run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from robometa.cli import main
+
+TINY = [
+    "iterations=1",
+    "eval_every=1",
+    "eval_tasks=2",
+    "meta_batch_size=2",
+    "episodes_per_task=2",
+    "horizon=8",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", "--family", "cheetah-vel", "--device", "cpu", "--run-dir", str(path), *TINY]) == 0
+    return path
+
+
+def test_evaluate_writes_the_report(run_dir, capsys):
+    code = main(
+        ["evaluate", str(run_dir), "--tasks", "2", "--seeds", "0,1", "--adapt-steps", "2", "--name", "t"]
+    )
+    assert code == 0
+    out = run_dir / "eval" / "t"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"maml-trpo", "no adaptation"}
+    learner = summary["methods"]["maml-trpo"]
+    assert learner["x"] == "adapt_step" and learner["episodes_per_step"] == 2
+    assert np.asarray(learner["per_task_returns"]).shape == (2, 2, 3)  # seeds x tasks x steps
+    assert [r["step"] for r in learner["curve"]] == [0, 1, 2]
+    assert [r["episodes_seen"] for r in learner["curve"]] == [0, 2, 4]
+    for row in learner["curve"]:
+        per_task = np.asarray(learner["per_task_returns"])[:, :, row["step"]]
+        assert row["mean"] == pytest.approx(per_task.mean())
+        assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    flat = summary["methods"]["no adaptation"]["curve"]
+    assert len({r["mean"] for r in flat}) == 1 and flat[0]["mean"] == learner["curve"][0]["mean"]
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert len(rows) == 6 and rows[0].keys() >= {"method", "step", "mean", "iqm", "ci_low", "ci_high"}
+    assert len(list(csv.DictReader((out / "per_task.csv").open()))) == 2 * (2 * 2 * 3)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
+    assert "maml-trpo" in capsys.readouterr().out
+
+
+def test_compare_two_runs(run_dir, tmp_path):
+    other = tmp_path / "copy"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("eval"))
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                str(other),
+                "--tasks",
+                "1",
+                "--seeds",
+                "0",
+                "--baselines",
+                "",
+                "--name",
+                "cmp",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((run_dir / "eval" / "cmp" / "summary.json").read_text())
+    assert len(summary["methods"]) == 2
+    a, b = (m["per_task_returns"] for m in summary["methods"].values())
+    assert a == b  # same weights, same seed: same numbers
+
+
+def test_replay_video_has_one_frame_per_state(run_dir, tmp_path):
+    import imageio_ffmpeg
+
+    video = tmp_path / "replay.mp4"
+    assert (
+        main(
+            [
+                "replay",
+                str(run_dir),
+                "--task",
+                "1",
+                "--adapt-steps",
+                "1",
+                "--video",
+                str(video),
+                "--width",
+                "64",
+                "--height",
+                "48",
+            ]
+        )
+        == 0
+    )
+    frames_iter = imageio_ffmpeg.read_frames(str(video))
+    meta = next(frames_iter)
+    assert meta["size"] == (128, 48)  # before | after, side by side
+    frames = [np.frombuffer(f, np.uint8) for f in frames_iter]
+    assert len(frames) == 9  # horizon 8 -> 9 states
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["evaluate", "{missing}"], "not found"),
+        (["evaluate", "{notrun}"], "is not a robometa run"),
+        (["replay", "{run}", "--task", "40", "--video", "x.mp4"], "valid: 0..39"),
+        (["evaluate", "{run}", "--baselines", "oracle"], "unknown baseline 'oracle'"),
+        (["evaluate", "{run}", "--seeds", "a,b"], "comma-separated integers"),
+        (["evaluate", "{run}", "--tasks", "0"], "--tasks must be >= 1"),
+        (["replay", "{run}", "--video", "{tmp}/x.avi"], "valid suffixes"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys, argv, message):
+    (tmp_path / "notrun").mkdir()
+    subs = {
+        "missing": str(tmp_path / "missing"),
+        "notrun": str(tmp_path / "notrun"),
+        "run": str(run_dir),
+        "tmp": str(tmp_path),
+    }
+    argv = [a.format(**subs) for a in argv]
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written
+
+
+def test_checkpoint_from_another_family_is_refused(run_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("eval"))
+    cfg = (other / "config.yaml").read_text().replace("family: cheetah-vel", "family: cheetah-dir")
+    (other / "config.yaml").write_text(cfg)
+    assert main(["evaluate", str(other)]) == 2
+    assert "trained with family 'cheetah-vel'" in capsys.readouterr().err

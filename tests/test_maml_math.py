@@ -1,0 +1,301 @@
+"""The maths of MAML-TRPO / MAML-PPO against hand computations and explicit matrices."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from robometa.algos import baselines
+from robometa.algos.gae import discounted_returns, gae, normalize_per_task
+from robometa.algos.maml import adapt, inner_loss, mean_kl, surrogate
+from robometa.algos.trpo import (
+    backtracking_line_search,
+    composed_fisher_vector_product,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat,
+    natural_step,
+    unflat,
+)
+from robometa.policies import GaussianMLPPolicy
+from robometa.sampling import EpisodeBatch
+
+# ------------------------------------------------------------------ fixtures
+
+
+def make_policy(seed: int = 0) -> GaussianMLPPolicy:
+    gen = torch.Generator().manual_seed(seed)
+    policy = GaussianMLPPolicy(3, 2, hidden=(5,), init_std=0.7).double()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    return policy
+
+
+def make_batch(M: int, N: int, T: int, seed: int, policy=None, params=None) -> EpisodeBatch:
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.randn(M, N, T, 3, generator=gen, dtype=torch.float64)
+    actions = torch.randn(M, N, T, 2, generator=gen, dtype=torch.float64)
+    masks = torch.ones(M, N, T, dtype=torch.float64)
+    masks[0, 0, T - 2 :] = 0.0  # one episode ends early
+    if policy is not None:
+        with torch.no_grad():
+            log_probs = policy.distribution(obs, params, per_task=params is not None).log_prob(actions)
+    else:
+        log_probs = torch.zeros(M, N, T, dtype=torch.float64)
+    return EpisodeBatch(
+        obs=obs * masks[..., None],
+        actions=actions * masks[..., None],
+        rewards=torch.randn(M, N, T, generator=gen, dtype=torch.float64) * masks,
+        log_probs=log_probs * masks,
+        masks=masks,
+        terminated=torch.zeros(M, N, T, dtype=torch.float64),
+        final_obs=torch.zeros(M, N, 3, dtype=torch.float64),
+        success=torch.zeros(M, N, dtype=torch.float64),
+    )
+
+
+def random_adv(batch: EpisodeBatch, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch.masks.shape, generator=gen, dtype=torch.float64) * batch.masks
+
+
+# ------------------------------------------------------------------ GAE and baseline
+
+
+def test_discounted_returns_and_gae_match_hand_computation():
+    r = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    v = torch.tensor([[0.5, 1.0, 1.5], [0.5, 1.0, 1.5]])
+    m = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # second episode ends after step 1
+    g, lam = 0.9, 0.8
+    R = discounted_returns(r * m, m, g)
+    assert torch.allclose(R[0], torch.tensor([1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3, 3.0]))
+    assert torch.allclose(R[1], torch.tensor([1 + 0.9 * 2, 2.0, 0.0]))
+    A = gae(r * m, v * m, m, g, lam)
+    # full episode: d2 = 3 - 1.5; d1 = 2 + .9*1.5 - 1; d0 = 1 + .9*1 - .5
+    d0, d1, d2 = 1 + 0.9 * 1.0 - 0.5, 2 + 0.9 * 1.5 - 1.0, 3 - 1.5
+    assert torch.allclose(A[0], torch.tensor([d0 + 0.72 * d1 + 0.72**2 * d2, d1 + 0.72 * d2, d2]))
+    # short episode: no value after its last step
+    e0, e1 = 1 + 0.9 * 1.0 - 0.5, 2 - 1.0
+    assert torch.allclose(A[1], torch.tensor([e0 + 0.72 * e1, e1, 0.0]))
+
+
+def test_gae_lambda_one_is_returns_minus_values():
+    gen = torch.Generator().manual_seed(1)
+    r, v = torch.randn(2, 4, 7, generator=gen), torch.randn(2, 4, 7, generator=gen)
+    m = torch.ones(2, 4, 7)
+    assert torch.allclose(gae(r, v, m, 0.95, 1.0), discounted_returns(r, m, 0.95) - v, atol=1e-5)
+
+
+def test_normalize_per_task_ignores_masked_steps():
+    x = torch.tensor([[[1.0, 3.0, 100.0]], [[2.0, 4.0, 6.0]]])
+    m = torch.tensor([[[1.0, 1.0, 0.0]], [[1.0, 1.0, 1.0]]])
+    out = normalize_per_task(x, m)
+    assert torch.allclose(out[0, 0], torch.tensor([-1.0, 1.0, 0.0]), atol=1e-6)
+    assert abs(float(out[1].mean())) < 1e-6
+
+
+def test_linear_baseline_recovers_exact_linear_targets_per_task():
+    gen = torch.Generator().manual_seed(0)
+    M, N, T = 2, 3, 20
+    obs = torch.rand(M, N, T, 2, generator=gen, dtype=torch.float64)
+    t = (torch.arange(T, dtype=torch.float64) / 100.0).view(1, 1, T)
+    # Each task's returns are a different exact combination of the rllab features.
+    y0 = 2.0 * obs[0, ..., 0] - obs[0, ..., 1] ** 2 + 5.0 * t[0] + 1.5
+    y1 = -3.0 * obs[1, ..., 1] + 40.0 * t[0] ** 2 - 0.5
+    y = torch.stack([y0, y1])
+    masks = torch.ones(M, N, T, dtype=torch.float64)
+    pred = baselines.fit_predict(obs, y, masks, reg_coeff=1e-10)
+    assert torch.allclose(pred, y, atol=1e-5)
+
+
+def test_linear_baseline_matches_hand_solved_ridge_regression():
+    gen = torch.Generator().manual_seed(3)
+    obs = torch.randn(1, 2, 6, 1, generator=gen, dtype=torch.float64) * 20  # some clipped at 10
+    y = torch.randn(1, 2, 6, generator=gen, dtype=torch.float64)
+    masks = torch.ones(1, 2, 6, dtype=torch.float64)
+    masks[0, 1, 4:] = 0
+    o = obs.clamp(-10, 10).reshape(-1)
+    al = (torch.arange(6, dtype=torch.float64) / 100).repeat(2)
+    X = torch.stack([o, o**2, al, al**2, al**3, torch.ones_like(o)], 1)
+    keep = masks.reshape(-1) > 0
+    Xk, yk = X[keep], y.reshape(-1)[keep]
+    w = torch.linalg.solve(Xk.T @ Xk + 1e-5 * torch.eye(6, dtype=torch.float64), Xk.T @ yk)
+    expected = (X @ w) * masks.reshape(-1)
+    pred = baselines.fit_predict(obs, y, masks)
+    assert torch.allclose(pred.reshape(-1), expected, atol=1e-8)
+
+
+# ------------------------------------------------------------------ inner step
+
+
+def test_functional_inner_step_equals_manual_update_of_copied_module():
+    policy = make_policy()
+    batch = make_batch(M=2, N=3, T=4, seed=1)
+    adv = random_adv(batch, 2)
+    alpha = 0.3
+    adapted = adapt(policy, dict(policy.named_parameters()), alpha, [batch], [adv], create_graph=False)[0]
+    for m in range(2):
+        clone = copy.deepcopy(policy)
+        logp = clone.distribution(batch.obs[m]).log_prob(batch.actions[m])
+        loss = -(logp * adv[m] * batch.masks[m]).sum() / batch.masks[m].sum()
+        loss.backward()
+        with torch.no_grad():
+            for p in clone.parameters():
+                p -= alpha * p.grad
+        for name, p in clone.named_parameters():
+            assert torch.allclose(adapted[name][m], p, atol=1e-12), name
+
+
+def test_learned_step_sizes_scale_each_weight():
+    policy = make_policy()
+    batch = make_batch(M=1, N=2, T=3, seed=4)
+    adv = random_adv(batch, 5)
+    theta = dict(policy.named_parameters())
+    lrs = {k: torch.full_like(v, 0.1) for k, v in theta.items()}
+    lrs["log_std"] = torch.tensor([0.0, 0.2], dtype=torch.float64)
+    a = adapt(policy, theta, lrs, [batch], [adv], create_graph=False)[0]
+    b = adapt(policy, theta, 0.1, [batch], [adv], create_graph=False)[0]
+    assert torch.allclose(a["mean.0.weight"], b["mean.0.weight"])
+    assert torch.equal(a["log_std"][0, 0], theta["log_std"][0])  # step size 0 leaves it
+    assert not torch.allclose(a["log_std"][0, 1], b["log_std"][0, 1])
+
+
+# ------------------------------------------------------------------ meta-gradient
+
+
+def _meta_objective(policy, pre, pre_adv, post, post_adv, first_order: bool):
+    params = adapt(policy, dict(policy.named_parameters()), 0.5, [pre], [pre_adv], not first_order)[-1]
+    return surrogate(policy, params, post, post_adv)[0]
+
+
+def test_second_order_meta_gradient_matches_finite_differences_and_first_order_differs():
+    policy = make_policy()
+    pre = make_batch(M=2, N=3, T=4, seed=10)
+    pre_adv = random_adv(pre, 11)
+    post = make_batch(M=2, N=3, T=4, seed=12)
+    post_adv = random_adv(post, 13)
+    params = list(policy.parameters())
+
+    loss = _meta_objective(policy, pre, pre_adv, post, post_adv, first_order=False)
+    g2 = flat(torch.autograd.grad(loss, params))
+    loss = _meta_objective(policy, pre, pre_adv, post, post_adv, first_order=True)
+    g1 = flat(torch.autograd.grad(loss, params))
+
+    x0 = flat([p.detach() for p in params]).clone()
+    eps = 1e-6
+    fd = torch.zeros_like(x0)
+    for i in range(x0.numel()):
+        vals = []
+        for sign in (1.0, -1.0):
+            x = x0.clone()
+            x[i] += sign * eps
+            with torch.no_grad():
+                for p, v in zip(params, unflat(x, params)):
+                    p.copy_(v)
+            vals.append(
+                float(_meta_objective(policy, pre, pre_adv, post, post_adv, first_order=False).detach())
+            )
+        fd[i] = (vals[0] - vals[1]) / (2 * eps)
+    assert torch.allclose(g2, fd, atol=1e-6, rtol=1e-5)
+    assert (g1 - g2).norm() > 1e-3 * g2.norm()  # the second-order terms matter here
+
+
+# ------------------------------------------------------------------ trust region
+
+
+def test_conjugate_gradient_solves_small_spd_system():
+    gen = torch.Generator().manual_seed(0)
+    B = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    A = B @ B.T + 0.5 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=gen, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: A @ v, b, iters=20)
+    assert torch.allclose(x, torch.linalg.solve(A, b), atol=1e-8)
+
+
+def _explicit_hessian(scalar, params):
+    g = flat(torch.autograd.grad(scalar, params, create_graph=True))
+    rows = [flat(torch.autograd.grad(g[i], params, retain_graph=True)) for i in range(g.numel())]
+    return torch.stack(rows)
+
+
+def test_fisher_vector_product_matches_explicit_matrix_on_tiny_net():
+    policy = make_policy()
+    post = make_batch(M=1, N=4, T=5, seed=3)
+    params = list(policy.parameters())
+    dist = policy.distribution(post.obs)
+    old = (dist.base_dist.loc.detach(), dist.base_dist.scale.detach())
+    kl = mean_kl(old, dist.base_dist.loc, dist.base_dist.scale, post.masks)
+    H = _explicit_hessian(kl, params)
+    fvp = fisher_vector_product(kl, params, damping=0.1)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(fvp(v), H @ v + 0.1 * v, atol=1e-10)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_fvp_through_adaptation_matches_explicit_kl_hessian(first_order):
+    policy = make_policy()
+    pre = make_batch(M=2, N=3, T=4, seed=20)
+    pre_adv = random_adv(pre, 21)
+    post = make_batch(M=2, N=3, T=4, seed=22)
+    params = list(policy.parameters())
+
+    def adapted():
+        return adapt(policy, dict(policy.named_parameters()), 0.5, [pre], [pre_adv], not first_order)[-1]
+
+    phi = adapted()
+    dist = policy.distribution(post.obs, phi, per_task=True)
+    old = (dist.base_dist.loc.detach(), dist.base_dist.scale.detach())
+    # Explicit: Hessian of KL(old || adapted(theta)) w.r.t. theta, through the inner step.
+    kl_full = mean_kl(old, dist.base_dist.loc, dist.base_dist.scale, post.masks)
+    H = _explicit_hessian(kl_full, params)
+    # Composed product: J^T F_phi J.
+    phi = adapted()
+    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+    d = policy.distribution(post.obs, leaves, per_task=True)
+    kl = mean_kl(old, d.base_dist.loc, d.base_dist.scale, post.masks)
+    fvp = composed_fisher_vector_product(kl, list(leaves.values()), list(phi.values()), params, damping=0.0)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        v = torch.randn(H.shape[0], generator=gen, dtype=torch.float64)
+        assert torch.allclose(fvp(v), H @ v, atol=1e-9, rtol=1e-7)
+
+
+def test_natural_step_hits_the_kl_limit_of_the_quadratic_model():
+    A = torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64))
+    g = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    step = natural_step(lambda v: A @ v, g, max_kl=0.01, cg_iters=10)
+    assert abs(0.5 * float(step @ A @ step) - 0.01) < 1e-10
+    assert float(g @ step) < 0  # descends the loss
+
+
+def test_line_search_respects_kl_limit():
+    x0 = torch.zeros(3, dtype=torch.float64)
+    full = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+
+    def evaluate(x):  # loss falls along the step, KL grows quadratically
+        return -float(x.sum()), float((x**2).sum())
+
+    x, res = backtracking_line_search(
+        evaluate, x0, full, 0.0, max_kl=0.3, backtrack_ratio=0.8, max_backtracks=15
+    )
+    assert res.accepted and res.kl <= 0.3
+    assert res.backtracks > 0 and float((x**2).sum()) <= 0.3
+    # the previous (larger) candidate violated the limit: the search stopped at the first feasible one
+    assert float(((x / 0.8) ** 2).sum()) > 0.3
+    # nothing feasible: parameters are left unchanged
+    x, res = backtracking_line_search(lambda x: (1.0, 0.0), x0, full, 0.0, max_kl=0.3, max_backtracks=4)
+    assert not res.accepted and torch.equal(x, x0)
+
+
+def test_inner_loss_is_per_task():
+    policy = make_policy()
+    batch = make_batch(M=3, N=2, T=3, seed=5)
+    adv = random_adv(batch, 6)
+    theta = {k: v.detach().unsqueeze(0).expand(3, *v.shape) for k, v in policy.named_parameters()}
+    losses = inner_loss(policy, theta, batch, adv)
+    assert losses.shape == (3,)
+    single = inner_loss(policy, {k: v[:1] for k, v in theta.items()}, batch.task(1), adv[1:2])
+    assert torch.allclose(losses[1], single[0])

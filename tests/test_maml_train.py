@@ -1,0 +1,218 @@
+"""End-to-end: tiny MAML runs write TensorBoard tags and checkpoints, resume exactly, fail cleanly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from robometa.cli import main
+from robometa.configs import resolve_config
+from robometa.runs import RunDir, load_checkpoint
+from robometa.trainer import Trainer
+
+TINY = [
+    "iterations=3",
+    "meta_batch_size=2",
+    "episodes_per_task=2",
+    "horizon=6",
+    "hidden=[8]",
+    "eval_every=2",
+    "eval_tasks=2",
+    "eval_steps=2",
+    "cg_iters=3",
+    "device=cpu",
+]
+
+
+def tiny_config(*extra: str, algo: str = "maml-trpo"):
+    overrides = [o for o in TINY if algo == "maml-trpo" or not o.startswith("cg_iters")]
+    return resolve_config(algo=algo, overrides=[*overrides, *extra])
+
+
+def final_params(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(RunDir(run).latest)["algo"]["policy"]
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def trpo_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "trpo"
+    Trainer.create(tiny_config(), run).train()
+    return run
+
+
+def test_run_writes_tensorboard_tags_config_and_checkpoints(trpo_run):
+    rd = RunDir(trpo_run)
+    assert rd.config.is_file() and rd.latest.is_file() and rd.best.is_file()
+    ea = EventAccumulator(str(trpo_run))
+    ea.Reload()
+    scalars = set(ea.Tags()["scalars"])
+    expected = {
+        "adapt/return/step_0",
+        "adapt/return/step_1",
+        "adapt_test/return/step_0",
+        "adapt_test/return/step_2",
+        "loss/outer_before",
+        "train/kl",
+        "train/entropy",
+        "train/inner_lr",
+        "train/line_search_accepted",
+        "time/sampling",
+        "time/inner",
+        "time/outer",
+        "sim/steps_per_s",
+    }
+    assert expected <= scalars, expected - scalars
+    assert not any(t.startswith("adapt/success") for t in scalars)  # cheetah-vel has no success
+    assert [e.step for e in ea.Scalars("adapt/return/step_1")] == [0, 1, 2]
+    assert [e.step for e in ea.Scalars("adapt_test/return/step_0")] == [1, 2]
+    tensors = set(ea.Tags()["tensors"])
+    assert "custom_scalars__config__" in tensors
+    assert any("hparams" in t for t in tensors | set(ea.Tags().get("tensors", [])) | _plugin_tags(ea))
+
+
+def _plugin_tags(ea) -> set[str]:
+    out = set()
+    for plugin in ("hparams", "custom_scalars"):
+        try:
+            out |= set(ea.PluginTagToContent(plugin))
+        except KeyError:
+            pass
+    return out
+
+
+def test_checkpoint_loads_with_weights_only_and_carries_full_state(trpo_run):
+    state = torch.load(RunDir(trpo_run).latest, weights_only=True)
+    assert state["iteration"] == 3
+    assert set(state["algo"]) >= {"policy", "sampler", "eval_sampler", "optimizer", "step_sizes"}
+    assert "task_rng" in state and state["config"]["algo"] == "maml-trpo"
+
+
+def test_same_seed_twice_gives_identical_parameters(trpo_run, tmp_path):
+    Trainer.create(tiny_config(), tmp_path / "again").train()
+    a, b = final_params(trpo_run), final_params(tmp_path / "again")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    Trainer.create(tiny_config("seed=1"), tmp_path / "other").train()
+    c = final_params(tmp_path / "other")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("algo", ["maml-trpo", "maml-ppo"])
+def test_stop_and_resume_equals_uninterrupted(algo, tmp_path):
+    extra = ["learn_inner_lr=true"] if algo == "maml-ppo" else []
+    full = tmp_path / "full"
+    Trainer.create(tiny_config(*extra, algo=algo), full).train()
+
+    cut = tmp_path / "cut"
+
+    def stop_after_two(progress):
+        if progress.iteration == 1:
+            raise Stop  # like a kill after the second iteration's checkpoint
+
+    with pytest.raises(Stop):
+        Trainer.create(tiny_config(*extra, algo=algo), cut).train(callback=stop_after_two)
+    assert load_checkpoint(RunDir(cut).latest)["iteration"] == 2
+    Trainer.resume(cut).train()
+
+    a, b = load_checkpoint(RunDir(full).latest)["algo"], load_checkpoint(RunDir(cut).latest)["algo"]
+    assert all(torch.equal(a["policy"][k], b["policy"][k]) for k in a["policy"])
+    if algo == "maml-ppo":
+        assert all(torch.equal(a["step_sizes"][k], b["step_sizes"][k]) for k in a["step_sizes"])
+    assert Trainer.resume(full).curves() == Trainer.resume(cut).curves()
+
+
+def test_resume_can_extend_iterations(trpo_run, tmp_path):
+    run = tmp_path / "more"
+    shutil.copytree(trpo_run, run)
+    Trainer.resume(run, {"iterations": 4}).train()
+    assert load_checkpoint(RunDir(run).latest)["iteration"] == 4
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_train_tiny_run_prints_where_logs_are(tmp_path, capsys):
+    run = tmp_path / "cli"
+    code, out, err = run_cli(capsys, "train", *TINY, "iterations=1", "--run-dir", str(run))
+    assert code == 0, err
+    assert f"tensorboard --logdir {run}" in out
+    assert RunDir(run).latest.is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--algo", "maml-sgd"], "unknown algorithm 'maml-sgd'; valid: maml-trpo, maml-ppo"),
+        (["--family", "cheetah-fly"], "unknown task family 'cheetah-fly'"),
+        (["--preset", "huge"], "unknown preset for maml-trpo 'huge'; valid: paper, quick"),
+        (["inner_rate=0.1"], "unknown config key in overrides 'inner_rate'"),
+        (["inner_lr=fast"], "inner_lr must be a number"),
+        (["hidden=[8, 1.5]"], "hidden[1] must be an integer"),
+        (["iterations=-1"], "iterations must be >= 0"),
+        (["--config", "missing.yaml"], "config file 'missing.yaml' not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_creates_nothing(argv, message, tmp_path, capsys):
+    run = tmp_path / "never"
+    code, out, err = run_cli(capsys, "train", "--run-dir", str(run), *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err, err
+    assert not run.exists()
+
+
+def test_cli_resume_errors_leave_run_untouched(trpo_run, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(trpo_run, run)
+    before = snapshot(run)
+    cases = [
+        (["--resume", str(tmp_path / "nope")], "not found"),
+        (["--resume", str(run), "inner_lr=0.5"], "cannot change 'inner_lr' when resuming"),
+        (["--resume", str(run), "--family", "cheetah-dir"], "--family cannot be combined with --resume"),
+        (["--run-dir", str(run)], "already exists"),
+    ]
+    for argv, message in cases:
+        code, _, err = run_cli(capsys, "train", *argv)
+        assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+    assert snapshot(run) == before
+
+    # an edited, incompatible config.yaml
+    cfg = RunDir(run).config
+    cfg.write_text(cfg.read_text().replace("inner_lr: 0.1", "inner_lr: 0.2"))
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 2 and "does not match the run's checkpoint" in err
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_cli_corrupt_or_missing_checkpoint(damage, trpo_run, tmp_path, capsys):
+    run = tmp_path / "bad"
+    shutil.copytree(trpo_run, run)
+    latest = RunDir(run).latest
+    if damage == "truncate":
+        latest.write_bytes(latest.read_bytes()[:100])
+    elif damage == "garbage":
+        latest.write_bytes(b"not a checkpoint at all")
+    else:
+        latest.unlink()
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "train", "--resume", str(run))
+    assert code == 2 and err.count("\n") == 1 and "checkpoint" in err, err
+    assert snapshot(run) == before
