@@ -10,6 +10,7 @@ tasks, so one call serves a whole meta-batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -18,6 +19,8 @@ from torch.distributions import Independent, Normal
 from torch.func import functional_call, vmap
 
 Params = Mapping[str, Tensor]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -59,19 +62,24 @@ class GaussianMLPPolicy(nn.Module):
         """``obs: (..., obs_dim)`` -> mean ``(..., act_dim)``, log_std ``(act_dim,)``."""
         return self.mean(obs), self.log_std
 
-    def distribution(self, obs: Tensor, params: Params | None = None, per_task: bool = False) -> Independent:
-        """The action distribution at ``obs``.
+    def mean_log_std(
+        self, obs: Tensor, params: Params | None = None, per_task: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Mean ``(..., act_dim)`` and log-std broadcastable to it.
 
         ``params=None`` uses the module's parameters. ``per_task=True`` means every
         tensor in ``params`` has a leading task axis M matching ``obs: (M, ...)``.
         """
         if params is None:
-            mean, log_std = self(obs)
-        elif per_task:
+            return self(obs)
+        if per_task:
             mean, log_std = vmap(lambda p, o: functional_call(self, p, (o,)))(dict(params), obs)
-            log_std = log_std.view(log_std.shape[0], *([1] * (mean.dim() - 2)), -1)
-        else:
-            mean, log_std = functional_call(self, dict(params), (obs,))
+            return mean, log_std.view(log_std.shape[0], *([1] * (mean.dim() - 2)), -1)
+        return functional_call(self, dict(params), (obs,))
+
+    def distribution(self, obs: Tensor, params: Params | None = None, per_task: bool = False) -> Independent:
+        """The action distribution at ``obs`` (see :meth:`mean_log_std` for ``params``)."""
+        mean, log_std = self.mean_log_std(obs, params, per_task)
         # No argument validation: its support checks cost ~20% of a forward on big batches.
         return Independent(
             Normal(mean, log_std.exp().expand_as(mean), validate_args=False), 1, validate_args=False
@@ -90,14 +98,17 @@ class GaussianMLPPolicy(nn.Module):
         ``obs: (M, N, obs_dim)`` -> actions ``(M, N, act_dim)``, log_probs ``(M, N)``.
         """
         with torch.no_grad():
-            dist = self.distribution(obs, params, per_task)
-            mean, std = dist.base_dist.loc, dist.base_dist.scale
+            # The Gaussian log-density written out: once per control step, building a
+            # torch.distributions object costs more than the arithmetic.
+            mean, log_std = self.mean_log_std(obs, params, per_task)
+            log_std = log_std.expand_as(mean)
             if deterministic:
-                action = mean
+                noise = torch.zeros_like(mean)
             else:
                 noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-                action = mean + std * noise
-            return action, dist.log_prob(action)
+            action = mean + log_std.exp() * noise
+            log_prob = (-0.5 * noise.square() - log_std - _HALF_LOG_2PI).sum(-1)
+            return action, log_prob
 
 
 class BoundActor:
