@@ -151,6 +151,8 @@ class Sampler:
                 obs = r.obs
                 if states is not None:
                     states[t + 1] = sim.state
+                if not alive.any():  # every episode terminated: the rest is padding
+                    break
 
         # Dead steps carry no data: zero them so NaNs of a diverged env cannot leak.
         dead = mask_buf == 0
