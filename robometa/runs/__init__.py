@@ -1,0 +1,19 @@
+"""Run directories: resolved config, TensorBoard events, atomic checkpoints, resume."""
+
+from robometa.runs.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+from robometa.runs.run_dir import RunDir, check_new, check_resumable, default_run_path
+from robometa.runs.writer import RunWriter, curve_scalars, custom_scalars_layout
+
+__all__ = [
+    "RunDir",
+    "RunWriter",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_new",
+    "check_resumable",
+    "curve_scalars",
+    "custom_scalars_layout",
+    "default_run_path",
+    "load_checkpoint",
+    "save_checkpoint",
+]

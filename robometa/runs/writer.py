@@ -1,0 +1,92 @@
+"""TensorBoard logging for runs: scalars, adaptation curves, layout, hyperparameters.
+
+Tags group by purpose: ``adapt/`` (training-task adaptation curves), ``adapt_test/``
+(held-out curves), ``loss/``, ``train/``, ``time/``, ``sim/``. The custom-scalars
+layout puts every step of a curve in one chart (TensorBoard's CUSTOM SCALARS tab).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from robometa.algos.base import AdaptationCurve
+
+CURVE_PREFIX = {"train": "adapt", "test": "adapt_test"}
+
+
+def curve_scalars(curve: AdaptationCurve) -> dict[str, float]:
+    """``adapt[_test]/return/step_k`` (and ``.../success/step_k``) for every step of a curve.
+
+    Memory-based learners (``x == "episode"``) log ``.../episode_k`` for episode
+    k = 1..K of a trial (their curve's step s counts the s episodes seen before it).
+    """
+    prefix = CURVE_PREFIX[curve.split]
+    if curve.x == "adapt_step":
+        names = [f"step_{k}" for k in curve.steps]
+    else:
+        names = [f"episode_{k + 1}" for k in curve.steps]
+    out = {f"{prefix}/return/{n}": r for n, r in zip(names, curve.return_mean)}
+    if curve.success_mean is not None:
+        out.update({f"{prefix}/success/{n}": s for n, s in zip(names, curve.success_mean)})
+    return out
+
+
+def custom_scalars_layout() -> dict:
+    """Charts with one line per adaptation step; regexes match any number of steps."""
+
+    def multi(*regexes: str) -> list:
+        return ["Multiline", list(regexes)]
+
+    return {
+        "adaptation (train tasks)": {
+            "return": multi(r"adapt/return/(step|episode)_\d+"),
+            "success": multi(r"adapt/success/(step|episode)_\d+"),
+        },
+        "adaptation (held-out tasks)": {
+            "return": multi(r"adapt_test/return/(step|episode)_\d+"),
+            "success": multi(r"adapt_test/success/(step|episode)_\d+"),
+        },
+        "time per iteration (s)": {"split": multi(r"time/(sampling|inner|outer)")},
+        "meta-update": {
+            "loss": multi(r"loss/.*"),
+            "kl": multi(r"train/kl"),
+            "line search": multi(r"train/line_search_.*"),
+        },
+    }
+
+
+class RunWriter:
+    """A ``SummaryWriter`` on a run directory.
+
+    ``purge_step`` (on resume) hides events logged after the checkpoint the run
+    resumed from, so a crash between a log and a checkpoint leaves no duplicates.
+    """
+
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None):
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+    def start(self, hparams: Mapping[str, object], metrics: Mapping[str, float], config_yaml: str) -> None:
+        """Once per new run: layout, resolved config as text, hyperparameters."""
+        self.writer.add_custom_scalars(custom_scalars_layout())
+        self.writer.add_text("config", "```yaml\n" + config_yaml + "\n```", 0)
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        exp, ssi, sei = hparams_summary(clean, dict(metrics))
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary)
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def curve(self, curve: AdaptationCurve, step: int) -> None:
+        self.scalars(curve_scalars(curve), step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
