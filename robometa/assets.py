@@ -36,9 +36,9 @@ def asset_path(relative: str) -> Path:
 
 def gymnasium_asset(filename: str) -> Path:
     """Path of an MJCF file shipped inside the installed gymnasium package."""
-    import gymnasium.envs.mujoco as gym_mujoco
+    import gymnasium  # the XMLs are data files: no need to import gymnasium's MuJoCo envs
 
-    path = Path(gym_mujoco.__file__).resolve().parent / "assets" / filename
+    path = Path(gymnasium.__file__).resolve().parent / "envs" / "mujoco" / "assets" / filename
     if not path.is_file():
         raise RobometaError(f"gymnasium does not ship {filename!r} (looked in {path.parent})")
     return path
