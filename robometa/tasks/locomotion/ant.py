@@ -46,6 +46,7 @@ import numpy as np
 from robometa.assets import gymnasium_asset
 from robometa.errors import RobometaError
 from robometa.tasks.base import Marker, Task, TaskFamily, check_number, check_split
+from robometa.tasks.locomotion.common import v5_initial_state
 
 RESET_NOISE = 0.1  # Ant-v5 reset_noise_scale
 # PEARL's ant tasks (Rakelly et al., 2019, code: rlkit/envs/ant_goal.py); Ant-v5 uses
@@ -112,14 +113,7 @@ class AntFamily(TaskFamily):
         return compile_ant(ant_spec())
 
     def initial_state(self, model: mujoco.MjModel, task: Task, rng: np.random.Generator) -> np.ndarray:
-        lay = self.layout
-        s = self.reset_noise_scale
-        state = np.zeros(lay.nstate)
-        # Same draws, in the same order, as Ant-v5's reset_model (the quaternion is
-        # perturbed unnormalized there too; MuJoCo normalizes it when stepping).
-        state[lay.qpos] = model.qpos0 + rng.uniform(-s, s, size=model.nq)
-        state[lay.qvel] = s * rng.standard_normal(model.nv)
-        return state
+        return v5_initial_state(self.layout, model.qpos0, rng, self.reset_noise_scale)
 
     def observe(self, state: np.ndarray, sensordata: np.ndarray, params: np.ndarray) -> np.ndarray:
         lay = self.layout
