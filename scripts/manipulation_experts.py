@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from robometa.sim.batch_sim import BatchSim
+from robometa.eval.baselines import run_episodes as episodes
 from robometa.tasks import make_family
 from robometa.tasks.base import Task
 from robometa.tasks.manipulation.experts import expert_action
@@ -30,18 +30,15 @@ def run_episodes(family: ManipFamily, tasks: Sequence[Task], seed: int, policy: 
 
     Returns ``success (B,)`` (any step succeeded) and ``final_distance (B,)`` (m).
     """
-    sim = BatchSim(family, tasks, seeds=seed)
     rng = np.random.default_rng(seed)
-    sim.reset()
-    success = np.zeros(sim.B, dtype=bool)
-    for _ in range(family.horizon):
+
+    def act(obs, state, params):
         if policy == "expert":
-            action = expert_action(family, sim.state, sim.params)
-        else:
-            action = rng.uniform(-1.0, 1.0, size=(sim.B, sim.layout.nu))
-        r = sim.step(action)
-        success |= r.success
-    return {"success": success, "final_distance": r.metrics["goal_distance"]}
+            return expert_action(family, state, params)
+        return rng.uniform(-1.0, 1.0, size=(len(state), family.layout.nu))
+
+    out = episodes(family, tasks, act, seeds=seed)
+    return {"success": out["success"], "final_distance": out["metrics"]["goal_distance"]}
 
 
 def main() -> None:

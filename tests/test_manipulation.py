@@ -10,6 +10,7 @@ import pytest
 
 from robometa.envs import MetaEnv
 from robometa.errors import RobometaError
+from robometa.eval.baselines import run_episodes as episodes
 from robometa.sim.batch_sim import BatchSim
 from robometa.tasks import env_ids, make_family
 from robometa.tasks.manipulation import robot
@@ -42,18 +43,15 @@ def one_task_per_shape(kind: str = "push", mass: float = 0.2) -> list[ManipTask]
 
 def run_episodes(family, tasks, seed, policy):
     """Success ``(B,)`` (any step) and final goal distance of one episode per task."""
-    sim = BatchSim(family, tasks, seeds=seed)
     rng = np.random.default_rng(seed)
-    sim.reset()
-    success = np.zeros(sim.B, dtype=bool)
-    for _ in range(family.horizon):
+
+    def act(obs, state, params):
         if policy == "expert":
-            action = expert_action(family, sim.state, sim.params)
-        else:
-            action = rng.uniform(-1.0, 1.0, size=(sim.B, 4))
-        r = sim.step(action)
-        success |= r.success
-    return success, r.metrics["goal_distance"]
+            return expert_action(family, state, params)
+        return rng.uniform(-1.0, 1.0, size=(len(state), 4))
+
+    out = episodes(family, tasks, act, seeds=seed)
+    return out["success"], out["metrics"]["goal_distance"]
 
 
 # ------------------------------------------------------------------ objects

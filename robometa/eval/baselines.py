@@ -53,22 +53,34 @@ def cached(cache_dir: Path | None, kind: str, settings: dict, compute):
     return results
 
 
-def run_policy_episodes(family: TaskFamily, task: Task, act, episodes: int, horizon: int, seed: int):
-    """Mean return and success rate of ``episodes`` batched episodes of ``act(obs, state, params)``."""
-    sim = BatchSim(family, [task] * episodes, seeds=[seed * 1000 + i for i in range(episodes)])
+def run_episodes(family: TaskFamily, tasks: Sequence[Task], act, seeds, horizon: int | None = None) -> dict:
+    """One episode per task in one BatchSim, actions from ``act(obs, state, params)``.
+
+    ``seeds``: an int (env i gets ``seeds + i``) or one seed per task. Returns
+    ``returns (B,)``, ``success (B,)`` (any step succeeded) and ``metrics``: the
+    family's diagnostics at the last step.
+    """
+    sim = BatchSim(family, tasks, seeds=seeds)
     obs = sim.reset()
-    alive = np.ones(episodes, dtype=bool)
-    ret = np.zeros(episodes)
-    success = np.zeros(episodes, dtype=bool)
-    for _ in range(horizon):
+    alive = np.ones(sim.B, dtype=bool)
+    ret = np.zeros(sim.B)
+    success = np.zeros(sim.B, dtype=bool)
+    metrics: dict = {}
+    for _ in range(family.horizon if horizon is None else horizon):
         r = sim.step(act(obs, sim.state, sim.params))
         ret += np.where(alive, r.reward, 0.0)
         success |= alive & r.success
         alive &= ~r.terminated
-        obs = r.obs
+        obs, metrics = r.obs, r.metrics
         if not alive.any():
             break
-    return float(ret.mean()), float(success.mean())
+    return {"returns": ret, "success": success, "metrics": metrics}
+
+
+def run_policy_episodes(family: TaskFamily, task: Task, act, episodes: int, horizon: int, seed: int):
+    """Mean return and success rate of ``episodes`` episodes of one task."""
+    out = run_episodes(family, [task] * episodes, act, [seed * 1000 + i for i in range(episodes)], horizon)
+    return float(out["returns"].mean()), float(out["success"].mean())
 
 
 def ppo_from_scratch(
