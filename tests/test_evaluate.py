@@ -147,3 +147,32 @@ def test_checkpoint_from_another_family_is_refused(run_dir, tmp_path, capsys):
     (other / "config.yaml").write_text(cfg)
     assert main(["evaluate", str(other)]) == 2
     assert "trained with family 'cheetah-vel'" in capsys.readouterr().err
+
+
+def test_multitask_baseline_is_trained_once_and_cached(run_dir):
+    argv = [
+        "evaluate",
+        str(run_dir),
+        "--tasks",
+        "2",
+        "--seeds",
+        "0",
+        "--adapt-steps",
+        "1",
+        "--baselines",
+        "multitask",
+    ]
+    assert main([*argv, "--name", "mt1"]) == 0
+    (cache,) = (run_dir / "eval" / "cache").glob("multitask-*")
+    ckpt = cache / "checkpoints" / "latest.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    assert main([*argv, "--name", "mt2"]) == 0
+    assert ckpt.stat().st_mtime_ns == stamp  # reused, not retrained
+    first, second = (
+        json.loads((run_dir / "eval" / n / "summary.json").read_text())["methods"]["multi-task + fine-tune"]
+        for n in ("mt1", "mt2")
+    )
+    assert first["per_task_returns"] == second["per_task_returns"]
+    assert np.asarray(first["per_task_returns"]).shape == (1, 2, 2)
+    # it really is a policy trained without inner steps
+    assert "inner_steps: 0" in (cache / "config.yaml").read_text()

@@ -299,3 +299,25 @@ def test_inner_loss_is_per_task():
     assert losses.shape == (3,)
     single = inner_loss(policy, {k: v[:1] for k, v in theta.items()}, batch.task(1), adv[1:2])
     assert torch.allclose(losses[1], single[0])
+
+
+def test_zero_inner_steps_is_multitask_training():
+    """inner_steps=0: the outer step trains the shared policy on pre-update episodes."""
+    import torch
+
+    from robometa.algos import make_algorithm
+    from robometa.configs.maml import MAMLTRPOConfig
+    from robometa.tasks import make_family
+
+    fam = make_family("cheetah-vel")
+    cfg = MAMLTRPOConfig(meta_batch_size=2, episodes_per_task=2, horizon=6, inner_steps=0)
+    algo = make_algorithm("maml-trpo", fam, cfg, "cpu", 0)
+    before = [p.detach().clone() for p in algo.policy.parameters()]
+    result = algo.iteration(fam.split_tasks("train", n=2))
+    assert result.curve.steps == [0]
+    assert result.metrics["train/kl"] <= cfg.max_kl * 1.0001
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.policy.parameters()))
+    assert (
+        "learn_inner_lr needs inner_steps >= 1"
+        in MAMLTRPOConfig(inner_steps=0, learn_inner_lr=True).validate()[0]
+    )

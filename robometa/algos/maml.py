@@ -110,6 +110,7 @@ def adapt(
     batches: Sequence[EpisodeBatch],
     advs: Sequence[Tensor],
     create_graph: bool,
+    num_tasks: int | None = None,
 ) -> list[Params]:
     """Inner loop: one policy-gradient step per batch, all tasks at once.
 
@@ -117,9 +118,10 @@ def adapt(
     tensors shaped like ``theta``. ``batches[k]`` must have been sampled with the
     weights after k steps. Returns the per-task weights after each step, every
     tensor with a leading task axis M. ``create_graph`` keeps the graph of the inner
-    gradients, for second-order meta-gradients.
+    gradients, for second-order meta-gradients. With no batches (zero inner steps:
+    plain multi-task training) it returns ``[theta]`` expanded to ``num_tasks``.
     """
-    M = batches[0].num_tasks
+    M = batches[0].num_tasks if batches else int(num_tasks)
     params: Params = {}
     for name, v in theta.items():
         p = v.unsqueeze(0).expand(M, *v.shape)
@@ -135,7 +137,7 @@ def adapt(
             for (name, p), g in zip(params.items(), grads)
         }
         out.append(params)
-    return out
+    return out or [params]
 
 
 def surrogate(
@@ -359,14 +361,18 @@ class MAML:
         return IterationResult(curve=self._curve(batches, "train"), metrics=metrics, env_steps=env_steps)
 
     def _meta_loss(self, pre, pre_advs, post, post_adv, create_graph, clip_eps=None):
-        params = adapt(self.policy, self.theta(), self._step_sizes(), pre, pre_advs, create_graph)[-1]
+        params = adapt(
+            self.policy, self.theta(), self._step_sizes(), pre, pre_advs, create_graph, post.num_tasks
+        )[-1]
         return surrogate(self.policy, params, post, post_adv, clip_eps)
 
     def _trpo_update(self, pre, pre_advs, post, post_adv) -> dict[str, float]:
         cfg = self.config
         assert isinstance(cfg, MAMLTRPOConfig)
         meta = self.meta_parameters()
-        phi = adapt(self.policy, self.theta(), self._step_sizes(), pre, pre_advs, not cfg.first_order)[-1]
+        phi = adapt(
+            self.policy, self.theta(), self._step_sizes(), pre, pre_advs, not cfg.first_order, post.num_tasks
+        )[-1]
         # The surrogate and KL see detached copies of the adapted weights; gradients
         # reach theta through the graph of phi(theta) (see composed_fisher_vector_product).
         leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
@@ -382,7 +388,9 @@ class MAML:
         if k < M:  # Fisher of the first k tasks (tasks are drawn i.i.d., so any k are a fair sample)
             pre_k = [first_tasks(b, k) for b in pre]
             advs_k = [a[:k] for a in pre_advs]
-            phi = adapt(self.policy, self.theta(), self._step_sizes(), pre_k, advs_k, not cfg.first_order)[-1]
+            phi = adapt(self.policy, self.theta(), self._step_sizes(), pre_k, advs_k, not cfg.first_order, k)[
+                -1
+            ]
             leaves = {n: v.detach().requires_grad_() for n, v in phi.items()}
             post_k = first_tasks(post, k)
             dist = self.policy.distribution(post_k.obs, leaves, per_task=True)

@@ -16,7 +16,8 @@ class MAMLConfig:
     horizon: int | None = None
     """Steps per episode; ``null`` uses the family's horizon (cheetah: 200)."""
     inner_steps: int = 1
-    """K: policy-gradient steps of the inner loop during training."""
+    """K: policy-gradient steps of the inner loop during training (0: no meta-learning,
+    plain multi-task training of one policy; the multi-task baseline of evaluation)."""
     inner_lr: float = 0.1
     """alpha: inner-loop step size (paper: 0.1)."""
     learn_inner_lr: bool = False
@@ -37,9 +38,13 @@ class MAMLConfig:
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = []
-        for name in ("meta_batch_size", "episodes_per_task", "inner_steps"):
+        for name in ("meta_batch_size", "episodes_per_task"):
             if getattr(self, name) < 1:
                 out.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.inner_steps < 0:
+            out.append(f"inner_steps must be >= 0, got {self.inner_steps}")
+        if self.inner_steps == 0 and self.learn_inner_lr:
+            out.append("learn_inner_lr needs inner_steps >= 1 (with 0 inner steps no step size is used)")
         if self.horizon is not None and self.horizon < 1:
             out.append(f"horizon must be >= 1 or null, got {self.horizon}")
         if not 0.0 <= self.gamma <= 1.0:

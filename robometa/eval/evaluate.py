@@ -18,7 +18,7 @@ from robometa.tasks.base import Task, check_split
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("no-adapt", "ppo-scratch", "expert")
+BASELINES = ("no-adapt", "multitask", "ppo-scratch", "expert")
 DEFAULT_BASELINES = ("no-adapt", "expert")
 CHECKPOINTS = ("best", "latest")
 
@@ -107,6 +107,45 @@ def learner_result(
     )
 
 
+def multitask_result(
+    first: LoadedRun, tasks: Sequence[Task], steps: int, seeds: Sequence[int], cache: Path
+) -> MethodResult:
+    """One policy trained on the run's train tasks without meta-learning, then fine-tuned.
+
+    It is MAML's own machinery with zero inner steps during training (multi-task
+    TRPO/PPO with the run's settings, iterations and seed), fine-tuned at evaluation
+    with the run's inner step size, steps and episodes: the same budget. The trained
+    baseline is a run directory under ``eval/cache/`` (resumed if interrupted).
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    from robometa.configs import config_to_dict
+    from robometa.trainer import Trainer
+
+    if first.config.algo not in ("maml-trpo", "maml-ppo"):
+        raise RobometaError(
+            f"the multitask baseline fine-tunes with gradient steps; it needs a MAML run, not {first.config.algo}"
+        )
+    params = dataclasses.replace(first.config.algo_params, inner_steps=0, learn_inner_lr=False)
+    cfg = dataclasses.replace(first.config, algo_params=params, eval_every=0, device="cpu")
+    key = hashlib.sha256(json.dumps(config_to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+    path = cache / f"multitask-{key}"
+    trainer = (
+        Trainer.resume(path) if (path / "checkpoints" / "latest.pt").is_file() else Trainer.create(cfg, path)
+    )
+    trainer.train()
+    # Fine-tuning uses the evaluated run's inner step size (learned ones are not transferable).
+    mt = load_run(path, "latest")
+    result = learner_result(mt, tasks, steps, seeds)
+    result.name = "multi-task + fine-tune"
+    result.notes = {"run": str(path), "iterations": cfg.iterations}
+    return result
+
+
 def evaluate(
     run_dirs: Sequence[str | Path],
     split: str = "test",
@@ -176,6 +215,8 @@ def evaluate(
                 "no adaptation", main.x, flat_r, flat_s, episodes, {"from": "step 0 of " + main.name}
             )
         )
+    if "multitask" in baselines:
+        methods.append(multitask_result(first, tasks, steps, seeds, cache))
     if "ppo-scratch" in baselines:
         res = bl.cached(
             cache,
