@@ -127,6 +127,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.cell is not None:  # shorthand for the override cell=... (rl2's recurrent cell)
         args.overrides = [*args.overrides, f"cell={args.cell}"]
+    if args.log_video:  # shorthand for the override log_video=true
+        args.overrides = [*args.overrides, "log_video=true"]
     console = _console()
     if args.resume:
         given = [
@@ -247,6 +249,11 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/<algo>-<family>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell of --algo rl2 (default gru)")
+    p.add_argument(
+        "--log-video",
+        action="store_true",
+        help="at every evaluation, log a before|after adaptation video of a held-out task to TensorBoard",
+    )
     p.set_defaults(func=_cmd_train)
 
 

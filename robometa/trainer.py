@@ -40,7 +40,7 @@ from robometa.tasks import make_family
 log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change what was computed so far.
-RESUMABLE_CHANGES = ("iterations", "device")
+RESUMABLE_CHANGES = ("iterations", "device", "log_video")
 
 
 @dataclass
@@ -148,6 +148,19 @@ class Trainer:
             return []
         return [json.loads(line) for line in self.run.curves.read_text().splitlines() if line.strip()]
 
+    def _log_video(self, iteration: int) -> None:
+        """Before | after adaptation on the first held-out task, as a TensorBoard video.
+
+        Adaptation samples with its own seeded sampler, so logging videos leaves the
+        training streams (and so resume equality) untouched.
+        """
+        from robometa.viz.replay import record, replay_frames
+
+        rec = record(
+            _Learner(self.family, self.algo), self.test_tasks[0], self.config.eval_steps, seed=iteration
+        )
+        self.writer.video("video/test_task_0", replay_frames(rec, 160, 120), 1.0 / rec.dt, iteration)
+
     # ---------------------------------------------------------------- the loop
     def train(self, callback: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         """Run until ``config.iterations``; returns a summary. Safe to interrupt at any time."""
@@ -167,6 +180,8 @@ class Trainer:
             if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.iterations):
                 test_curve = last_test = self.algo.adaptation_curve(self.test_tasks, cfg.eval_steps, "test")
                 self.writer.curve(test_curve, it)
+                if cfg.log_video:
+                    self._log_video(it)
                 with self.run.curves.open("a") as f:
                     f.write(json.dumps({"iteration": it, **test_curve.to_dict()}) + "\n")
                 score = test_curve.return_mean[-1]
@@ -191,6 +206,14 @@ class Trainer:
             "test_curve": None if last_test is None else last_test.to_dict(),
             "best_test_return": None if math.isinf(self.best_score) else self.best_score,
         }
+
+
+@dataclass
+class _Learner:
+    """What replay needs of a learner: its family and algorithm."""
+
+    family: Any
+    algo: Any
 
 
 def _comparable(cfg: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -176,3 +176,28 @@ def test_multitask_baseline_is_trained_once_and_cached(run_dir):
     assert np.asarray(first["per_task_returns"]).shape == (1, 2, 2)
     # it really is a policy trained without inner steps
     assert "inner_steps: 0" in (cache / "config.yaml").read_text()
+
+
+def test_log_video_writes_an_animated_gif_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = tmp_path / "video-run"
+    argv = [
+        "train",
+        "--family",
+        "cheetah-dir",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(path),
+        "--log-video",
+        *TINY,
+    ]
+    assert main(argv) == 0
+    acc = EventAccumulator(str(path), size_guidance={"images": 0})
+    acc.Reload()
+    assert "video/test_task_0" in acc.Tags()["images"]
+    (image,) = acc.Images("video/test_task_0")
+    assert image.encoded_image_string[:6] == b"GIF89a"
+    assert (image.width, image.height) == (320, 120)  # before | after, 160x120 each
+    assert image.encoded_image_string.count(b"\x21\xf9\x04") == 9  # one frame per state (horizon 8)

@@ -31,6 +31,9 @@ class TrainConfig:
     runs with different seeds are evaluated on the same held-out tasks)."""
     checkpoint_every: int = 1
     """Write ``checkpoints/latest.pt`` every this many iterations (and at the end)."""
+    log_video: bool = False
+    """At every evaluation, adapt to the first held-out task and log a before|after
+    video of it to TensorBoard (``video/test_task_0``; rendered offscreen)."""
     algo_params: Any = field(default=None)
     """The algorithm's config dataclass (e.g. :class:`MAMLTRPOConfig`)."""
 

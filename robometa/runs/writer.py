@@ -82,6 +82,20 @@ class RunWriter:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
+    def video(self, tag: str, frames, fps: float, step: int) -> None:
+        """An animated GIF in TensorBoard's image plugin: ``frames (T, H, W, 3)`` uint8.
+
+        This is the summary ``SummaryWriter.add_video`` writes, encoded with Pillow
+        instead of moviepy (which torch needs for it and we do not depend on).
+        """
+        from torch.utils.tensorboard.summary import Summary
+
+        from robometa.viz.video import gif_bytes
+
+        _, h, w, c = frames.shape
+        image = Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=gif_bytes(frames, fps))
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def curve(self, curve: AdaptationCurve, step: int) -> None:
         self.scalars(curve_scalars(curve), step)
 

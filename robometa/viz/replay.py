@@ -77,16 +77,22 @@ def write_replay_video(
     rec: Recording, path: str | Path, width: int = 480, height: int = 480, layout: str = "side"
 ) -> Path:
     """Render the recording offscreen to MP4/GIF: before and after side by side (or in sequence)."""
+    from robometa.viz.video import write_video
+
+    return write_video(path, replay_frames(rec, width, height, layout), fps=1.0 / rec.dt)
+
+
+def replay_frames(rec: Recording, width: int = 480, height: int = 480, layout: str = "side") -> np.ndarray:
+    """Captioned frames ``(T, H, W', 3)`` of the recording: before | after, or in sequence."""
     from robometa.viz.render import StateRenderer, caption
-    from robometa.viz.video import concat, side_by_side, write_video
+    from robometa.viz.video import concat, side_by_side
 
     clips = []
     with StateRenderer(rec.family, rec.task, width, height) as r:
         for i, states in enumerate(rec.states):
             caps = _captions(rec, i)
             clips.append(np.stack([caption(r.frame(s), caps[t]) for t, s in enumerate(states)]))
-    frames = side_by_side(*clips) if layout == "side" else concat(clips)
-    return write_video(path, frames, fps=1.0 / rec.dt)
+    return side_by_side(*clips) if layout == "side" else concat(clips)
 
 
 def show_in_viewer(rec: Recording, realtime: bool = True, max_frames: int | None = None) -> int:

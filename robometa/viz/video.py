@@ -63,11 +63,20 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
             writer.send(np.ascontiguousarray(f))
         writer.close()
     else:
-        from PIL import Image
-
-        images = [Image.fromarray(f) for f in frames]
-        images[0].save(
-            tmp, save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)), loop=0
-        )
+        tmp.write_bytes(gif_bytes(frames, fps))
     tmp.replace(path)
     return path
+
+
+def gif_bytes(frames: np.ndarray, fps: float) -> bytes:
+    """``frames (T, H, W, 3)`` uint8 as an animated, looping GIF."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], duration=max(20, int(1000 / fps)), loop=0
+    )
+    return buf.getvalue()
