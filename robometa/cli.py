@@ -357,16 +357,26 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     out = args.video or args.gif
     if args.video and args.gif:
         raise RobometaError("give --video OUT.mp4 or --gif OUT.gif, not both")
-    loaded = load_run(args.run_dir, args.checkpoint, args.device)
-    task = pick_task(loaded.family, args.split, args.task, loaded.config.split_seed)
+    console = _console()
+    if args.from_eval:
+        from robometa.viz.replay import from_evaluation
+
+        rec = from_evaluation(args.from_eval, args.task, args.adapt_steps)
+    else:
+        if args.run_dir is None:
+            raise RobometaError(
+                "give RUN_DIR (to adapt now) or --from-eval EVAL_DIR (to show evaluated episodes)"
+            )
+        loaded = load_run(args.run_dir, args.checkpoint, args.device)
+        task = pick_task(loaded.family, args.split, args.task, loaded.config.split_seed)
     if out is None:
         from robometa.viz.viewer import require_display
 
         require_display()
-    steps = loaded.config.eval_steps if args.adapt_steps is None else args.adapt_steps
-    console = _console()
-    with console.status(f"adapting to {args.split} task {args.task} ({steps} steps)"):
-        rec = record(loaded, task, steps, seed=args.seed)
+    if not args.from_eval:
+        steps = loaded.config.eval_steps if args.adapt_steps is None else args.adapt_steps
+        with console.status(f"adapting to {args.split} task {args.task} ({steps} steps)"):
+            rec = record(loaded, task, steps, seed=args.seed)
     for label, rewards in zip(rec.labels, rec.rewards):
         console.print(f"{label}: return {float(rewards.sum()):.1f}", highlight=False)
     if out is not None:
@@ -380,7 +390,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def register_replay(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="adapt to one task and show the policy before and after")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="the run to adapt (not with --from-eval)")
+    p.add_argument(
+        "--from-eval",
+        metavar="EVAL_DIR",
+        help="show the episodes `robometa evaluate` recorded (RUN_DIR/eval/<name>), exactly, without re-adapting",
+    )
     p.add_argument("--task", type=int, default=0, help="index of the task in the split (default: 0)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
     p.add_argument(

@@ -201,3 +201,31 @@ def test_log_video_writes_an_animated_gif_to_tensorboard(tmp_path):
     assert image.encoded_image_string[:6] == b"GIF89a"
     assert (image.width, image.height) == (320, 120)  # before | after, 160x120 each
     assert image.encoded_image_string.count(b"\x21\xf9\x04") == 9  # one frame per state (horizon 8)
+
+
+def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tmp_path):
+    from robometa.eval.evaluate import load_run
+    from robometa.viz.replay import from_evaluation, record
+
+    assert main(["evaluate", str(run_dir), "--tasks", "2", "--seeds", "0", "--adapt-steps", "1", "--name", "rec"]) == 0
+    eval_dir = run_dir / "eval" / "rec"
+    rec = from_evaluation(eval_dir, 1)
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    per_task = np.asarray(summary["methods"]["maml-trpo"]["per_task_returns"])[0, 1]  # seed 0, task 1
+    assert len(rec.states) == 2 and rec.states[0].shape[0] == 9
+    # the recorded episode is one of the 2 evaluated episodes of the task; the mean brackets it
+    assert per_task.shape == (2,) and np.isfinite(rec.rewards[1]).all()
+    # the same evaluation repeated (same run, tasks and seed) gives the very same states
+    loaded = load_run(run_dir)
+    tasks = [loaded.family.task_from_dict(t) for t in summary["tasks"]]
+    data = loaded.algo.adaptation_data(tasks, 1, seed=0, record_states=True)
+    np.testing.assert_array_equal(data["states"][1, 1], rec.states[1])
+    np.testing.assert_array_equal(data["states"][0, 1], rec.states[0])
+    # re-adapting the task alone is a different draw: why replay --from-eval exists
+    alone = record(loaded, rec.task, 1, seed=0)
+    assert not np.array_equal(alone.states[1], rec.states[1])
+    video = tmp_path / "from_eval.gif"
+    assert main(["replay", "--from-eval", str(eval_dir), "--task", "1", "--gif", str(video), "--width", "32", "--height", "24"]) == 0
+    assert video.read_bytes()[:6] == b"GIF89a"
+    assert main(["replay", "--from-eval", str(eval_dir), "--task", "5", "--gif", str(video)]) == 2
+    assert main(["replay", "--from-eval", str(tmp_path), "--gif", str(video)]) == 2

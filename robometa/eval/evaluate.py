@@ -90,8 +90,12 @@ def learner_result(
     per_seed_r, per_seed_s = [], []
     episodes = 1
     x = "adapt_step"
+    recorded = None
     for seed in seeds:
-        data = loaded.algo.adaptation_data(tasks, steps, seed=int(seed))
+        # The first seed's episodes are recorded as physics states, for exact replay.
+        data = loaded.algo.adaptation_data(tasks, steps, seed=int(seed), record_states=recorded is None)
+        if recorded is None:
+            recorded = {"states": np.asarray(data["states"]), "rewards": np.asarray(data["rewards"])}
         per_seed_r.append(np.asarray(data["returns"], dtype=np.float64))
         if data.get("success") is not None:
             per_seed_s.append(np.asarray(data["success"], dtype=np.float64))
@@ -104,6 +108,7 @@ def learner_result(
         success=np.stack(per_seed_s) if per_seed_s else None,
         episodes_per_step=episodes,
         notes={"run": str(loaded.path), "checkpoint": loaded.checkpoint, "iteration": loaded.iteration},
+        recorded=recorded,
     )
 
 
@@ -247,4 +252,26 @@ def evaluate(
     settings["seconds"] = round(time.perf_counter() - t0, 2)
     title = f"{first.config.family}, {split} tasks ({len(tasks)}), {len(seeds)} seed(s)"
     summary = write_report(out, methods, settings, tasks, title)
+    save_states(out / STATES_FILE, main, first.config.family, seeds[0])
     return out, summary
+
+
+STATES_FILE = "states.npz"
+
+
+def save_states(path: Path, method: MethodResult, family: str, seed: int) -> None:
+    """The recorded episodes of the evaluated learner: what ``replay --from-eval`` shows."""
+    import io
+
+    from robometa.runs import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        states=method.recorded["states"],  # (K+1, M, T+1, nstate): first episode of each task per step
+        rewards=method.recorded["rewards"],  # (K+1, M, T)
+        x=np.array(method.x),
+        family=np.array(family),
+        seed=np.array(seed),
+    )
+    atomic_write_bytes(path, buf.getvalue())

@@ -44,6 +44,7 @@ class MethodResult:
     success: np.ndarray | None = None  # (S, M, K+1) success rate, where the family has one
     episodes_per_step: int = 1  # episodes of experience one step stands for
     notes: dict[str, Any] = field(default_factory=dict)
+    recorded: dict[str, np.ndarray] | None = None  # physics states/rewards of the first seed, if kept
 
     @property
     def steps(self) -> list[int]:

@@ -63,6 +63,47 @@ def record(loaded, task: Task, steps: int, seed: int = 0) -> Recording:
     )
 
 
+def from_evaluation(eval_dir: str | Path, index: int, steps: int | None = None) -> Recording:
+    """The episodes ``robometa evaluate`` recorded for task ``index``: no re-adaptation.
+
+    Shows step 0 and step ``steps`` (default: the last evaluated step) exactly as
+    they were evaluated (first evaluation seed, first episode of the task).
+    """
+    import json
+
+    from robometa.tasks import make_family
+
+    eval_dir = Path(eval_dir)
+    path = eval_dir / "states.npz"
+    if not path.is_file():
+        raise RobometaError(
+            f"{str(eval_dir)!r} holds no recorded states ({path.name}); run robometa evaluate first"
+        )
+    data = np.load(path)
+    family = make_family(str(data["family"]))
+    tasks = json.loads((eval_dir / "summary.json").read_text())["tasks"]
+    states, rewards = data["states"], data["rewards"]
+    last = states.shape[0] - 1
+    if not 0 <= index < len(tasks):
+        raise RobometaError(f"--task {index} is out of range for this evaluation; valid: 0..{len(tasks) - 1}")
+    steps = last if steps is None else steps
+    if not 0 <= steps <= last:
+        raise RobometaError(f"--adapt-steps {steps} was not evaluated; valid: 0..{last}")
+    unit = "adaptation step" if str(data["x"]) == "adapt_step" else "episode"
+    picks = [0, steps] if steps > 0 else [0]
+    labels = ["before adaptation"] + (
+        [f"after {steps} {unit}{'s' if steps > 1 else ''}"] if steps > 0 else []
+    )
+    return Recording(
+        family=family,
+        task=family.task_from_dict(tasks[index]),
+        labels=labels,
+        states=[states[k, index] for k in picks],
+        rewards=[rewards[k, index] for k in picks],
+        dt=family.layout.dt,
+    )
+
+
 def _captions(rec: Recording, i: int) -> list[list[str]]:
     cum = np.concatenate([[0.0], np.cumsum(rec.rewards[i])])
     task = ", ".join(
