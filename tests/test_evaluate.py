@@ -207,7 +207,12 @@ def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tm
     from robometa.eval.evaluate import load_run
     from robometa.viz.replay import from_evaluation, record
 
-    assert main(["evaluate", str(run_dir), "--tasks", "2", "--seeds", "0", "--adapt-steps", "1", "--name", "rec"]) == 0
+    assert (
+        main(
+            ["evaluate", str(run_dir), "--tasks", "2", "--seeds", "0", "--adapt-steps", "1", "--name", "rec"]
+        )
+        == 0
+    )
     eval_dir = run_dir / "eval" / "rec"
     rec = from_evaluation(eval_dir, 1)
     summary = json.loads((eval_dir / "summary.json").read_text())
@@ -225,7 +230,24 @@ def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tm
     alone = record(loaded, rec.task, 1, seed=0)
     assert not np.array_equal(alone.states[1], rec.states[1])
     video = tmp_path / "from_eval.gif"
-    assert main(["replay", "--from-eval", str(eval_dir), "--task", "1", "--gif", str(video), "--width", "32", "--height", "24"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--from-eval",
+                str(eval_dir),
+                "--task",
+                "1",
+                "--gif",
+                str(video),
+                "--width",
+                "32",
+                "--height",
+                "24",
+            ]
+        )
+        == 0
+    )
     assert video.read_bytes()[:6] == b"GIF89a"
     assert main(["replay", "--from-eval", str(eval_dir), "--task", "5", "--gif", str(video)]) == 2
     assert main(["replay", "--from-eval", str(tmp_path), "--gif", str(video)]) == 2
