@@ -188,6 +188,14 @@ class AntDirTask(Task):
         object.__setattr__(self, "angle", check_number("angle", self.angle, 0.0, 2 * np.pi))
 
 
+def _sample_bearings(rng: np.random.Generator, n: int, split: str) -> np.ndarray:
+    """``n`` angles (rad): inside the held-out sectors for ``test``, outside them for ``train``."""
+    check_split(split)
+    if split == "test":
+        return _sample_sectors(rng, n, HELDOUT_SECTORS)
+    return _sample_outside(rng, n, HELDOUT_SECTORS)
+
+
 class AntDir(AntFamily):
     name = "ant-dir"
     env_id = "robometa/AntDir-v0"
@@ -196,11 +204,7 @@ class AntDir(AntFamily):
     heldout = "directions in the 18-degree sectors around 45, 135, 225 and 315 degrees"
 
     def sample_tasks(self, n, rng, split="train"):
-        check_split(split)
-        if split == "test":
-            a = _sample_sectors(rng, n, HELDOUT_SECTORS)
-        else:
-            a = _sample_outside(rng, n, HELDOUT_SECTORS)
+        a = _sample_bearings(rng, n, split)
         return [AntDirTask(float(x)) for x in a]
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
@@ -252,11 +256,7 @@ class AntGoal(AntFamily):
     terminate_when_unhealthy = False
 
     def sample_tasks(self, n, rng, split="train"):
-        check_split(split)
-        if split == "test":
-            a = _sample_sectors(rng, n, HELDOUT_SECTORS)
-        else:
-            a = _sample_outside(rng, n, HELDOUT_SECTORS)
+        a = _sample_bearings(rng, n, split)
         # Uniform over the disc (area-preserving radius).
         r = GOAL_RADIUS * np.sqrt(rng.uniform(0.0, 1.0, n))
         return [AntGoalTask((float(ri * np.cos(ai)), float(ri * np.sin(ai)))) for ri, ai in zip(r, a)]
