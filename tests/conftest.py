@@ -25,3 +25,37 @@ def _isolate_rng():
     np.random.set_state(np_state)
     torch.random.set_rng_state(torch_state)
     torch.set_num_threads(threads)
+
+
+def _assert_facade_agrees(family, tasks, seeds, actions, nthread=2, **env_kwargs):
+    """Step ``tasks`` together in one BatchSim and each alone in the gymnasium facade
+    (same seed, same actions ``(steps, B, nu)``): observations and rewards are identical.
+    Returns the BatchSim, for checks of its own."""
+    import gymnasium as gym
+
+    from robometa.sim import BatchSim
+
+    sim = BatchSim(family, tasks, seeds=seeds, nthread=nthread)
+    obs, rewards = [sim.reset()], []
+    for a in actions:
+        r = sim.step(a)
+        obs.append(r.obs)
+        rewards.append(r.reward)
+    for i, (task, seed) in enumerate(zip(tasks, seeds)):
+        env = gym.make(family.env_id, **env_kwargs).unwrapped
+        env.set_task(task)
+        o, _ = env.reset(seed=seed)
+        np.testing.assert_array_equal(o, obs[0][i])
+        for t, a in enumerate(actions):
+            o, rew, term, _, _ = env.step(a[i])
+            np.testing.assert_array_equal(o, obs[t + 1][i])
+            assert rew == rewards[t][i]
+            if term:
+                break
+    return sim
+
+
+@pytest.fixture
+def assert_facade_agrees():
+    """The facade-equals-BatchSim check, shared by the generic and the family tests."""
+    return _assert_facade_agrees

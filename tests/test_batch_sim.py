@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -18,30 +17,11 @@ def _actions(fam, n_env, steps, seed=0):
 
 
 @pytest.mark.parametrize("name", family_names())
-def test_facade_and_batchsim_agree(name):
+def test_facade_and_batchsim_agree(name, assert_facade_agrees):
     """Same task, seed and actions: identical observations and rewards."""
     fam = make_family(name)
     tasks = fam.split_tasks("test", seed=0, n=3)
-    seeds = [11, 12, 13]
-    sim = BatchSim(fam, tasks, seeds=seeds, nthread=2)
-    obs = sim.reset()
-    actions = _actions(fam, len(tasks), 25)
-    batch_obs, batch_rew = [obs], []
-    for a in actions:
-        r = sim.step(a)
-        batch_obs.append(r.obs)
-        batch_rew.append(r.reward)
-    for i, (task, seed) in enumerate(zip(tasks, seeds)):
-        env = gym.make(fam.env_id).unwrapped
-        env.set_task(task)
-        o, _ = env.reset(seed=seed)
-        np.testing.assert_array_equal(o, batch_obs[0][i])
-        for t, a in enumerate(actions):
-            o, rew, term, _, _ = env.step(a[i])
-            np.testing.assert_array_equal(o, batch_obs[t + 1][i])
-            assert rew == batch_rew[t][i]
-            if term:
-                break
+    assert_facade_agrees(fam, tasks, [11, 12, 13], _actions(fam, len(tasks), 25))
 
 
 def test_env_does_not_depend_on_its_batch():
