@@ -5,10 +5,27 @@
 
 import os as _os
 
-# Headless machines: MuJoCo picks its GL backend when it is first imported, and
-# GLFW fails without a display. EGL renders offscreen; users may set osmesa.
+
+def _headless_gl() -> str | None:
+    """The offscreen GL backend whose library this machine has: egl, osmesa, or None.
+
+    MuJoCo picks its GL backend when it is first imported, and GLFW fails without a
+    display. Naming a backend whose library is missing breaks ``import mujoco``
+    itself, so a machine with neither library keeps MuJoCo's default (simulation
+    works; rendering then needs a display).
+    """
+    import ctypes.util
+
+    for backend, lib in (("egl", "EGL"), ("osmesa", "OSMesa")):
+        if ctypes.util.find_library(lib):
+            return backend
+    return None
+
+
 if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
-    _os.environ["MUJOCO_GL"] = "egl"
+    _gl = _headless_gl()
+    if _gl is not None:
+        _os.environ["MUJOCO_GL"] = _gl
 
 __version__ = "0.1.0"
 

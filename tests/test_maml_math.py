@@ -149,6 +149,23 @@ def test_functional_inner_step_equals_manual_update_of_copied_module():
             assert torch.allclose(adapted[name][m], p, atol=1e-12), name
 
 
+def test_per_task_forward_equals_each_task_module_with_its_own_weights():
+    gen = torch.Generator().manual_seed(3)
+    policy = GaussianMLPPolicy(3, 2, hidden=(5, 4), activation="elu").double()
+    params = {
+        n: torch.randn(4, *p.shape, generator=gen, dtype=torch.float64) for n, p in policy.named_parameters()
+    }
+    obs = torch.randn(4, 2, 6, 3, generator=gen, dtype=torch.float64)
+    mean, log_std = policy.mean_log_std(obs, params, per_task=True)
+    assert mean.shape == (4, 2, 6, 2) and log_std.shape == (4, 1, 1, 2)
+    for m in range(4):
+        clone = copy.deepcopy(policy)
+        clone.load_state_dict({n: v[m] for n, v in params.items()})
+        want_mean, want_log_std = clone(obs[m])
+        assert torch.allclose(mean[m], want_mean, atol=1e-12)
+        assert torch.equal(log_std[m, 0, 0], want_log_std)
+
+
 def test_learned_step_sizes_scale_each_weight():
     policy = make_policy()
     batch = make_batch(M=1, N=2, T=3, seed=4)

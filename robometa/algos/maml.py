@@ -4,9 +4,9 @@ One meta-iteration on M tasks:
 
 1. sample N episodes per task with the meta-policy ``theta`` (adaptation step 0);
 2. K times: fit the per-task linear baseline, take a vanilla policy-gradient step
-   ``phi <- phi - alpha * grad L_inner(phi)`` for every task at once (the policy is
-   ``vmap``-ed over a leading task axis, so the M inner steps are one batched
-   computation), and sample N episodes with the adapted weights;
+   ``phi <- phi - alpha * grad L_inner(phi)`` for every task at once (the weights carry a leading
+   task axis and each layer is one batched matrix product, so the M inner steps
+   are one computation), and sample N episodes with the adapted weights;
 3. meta-update ``theta`` on the post-adaptation episodes, differentiating through
    the K inner steps (second order, or first order if asked):
 

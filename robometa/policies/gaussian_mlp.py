@@ -4,8 +4,8 @@ The mean is an MLP (default 2x100 tanh, the MAML paper's policy); the log standa
 deviation is a state-independent parameter vector. Every forward can run with the
 module's own parameters or with an explicit parameter dict through
 ``torch.func.functional_call``, so MAML can differentiate through adapted weights;
-with per-task parameter dicts (leading task axis) the forward is ``vmap``-ed over
-tasks, so one call serves a whole meta-batch.
+with per-task parameter dicts (leading task axis) every layer is one batched matrix
+product over the tasks, so one call serves a whole meta-batch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 Params = Mapping[str, Tensor]
 
@@ -73,9 +73,28 @@ class GaussianMLPPolicy(nn.Module):
         if params is None:
             return self(obs)
         if per_task:
-            mean, log_std = vmap(lambda p, o: functional_call(self, p, (o,)))(dict(params), obs)
-            return mean, log_std.view(log_std.shape[0], *([1] * (mean.dim() - 2)), -1)
+            return self._per_task_forward(obs, params)
         return functional_call(self, dict(params), (obs,))
+
+    def _per_task_forward(self, obs: Tensor, params: Params) -> tuple[Tensor, Tensor]:
+        """The MLP with per-task weights: one ``baddbmm`` per layer over the task axis.
+
+        Equal to ``vmap(functional_call)`` over tasks, but the bias add is fused into
+        the batched matrix product, which saves a pass over every activation tensor
+        in the forward and in each (higher-order) backward (a second-order
+        meta-gradient at the paper's batch sizes: 3.1-3.3 s against 3.4-3.5 s).
+        """
+        M = obs.shape[0]
+        x = obs.reshape(M, -1, obs.shape[-1])
+        for i, layer in enumerate(self.mean):
+            if isinstance(layer, nn.Linear):
+                w, b = params[f"mean.{i}.weight"], params[f"mean.{i}.bias"]
+                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+            else:
+                x = layer(x)
+        mean = x.reshape(*obs.shape[:-1], x.shape[-1])
+        log_std = params["log_std"]
+        return mean, log_std.view(M, *([1] * (mean.dim() - 2)), -1)
 
     def distribution(self, obs: Tensor, params: Params | None = None, per_task: bool = False) -> Independent:
         """The action distribution at ``obs`` (see :meth:`mean_log_std` for ``params``)."""
