@@ -10,8 +10,8 @@ adapted return (steps >= 1) should beat the unadapted one (step 0).
     python scripts/reproduce.py --families cheetah-vel --seeds 0 --iterations 40
     python scripts/reproduce.py --algo maml-ppo --out reproduce.json
 
-Budget: the default settings were chosen for roughly 30 minutes per family on a
-2-core CPU; the per-iteration cost is printed so a rerun on other hardware can be
+Budget: about 5 to 8 minutes per run on an idle 2-core CPU, so 15 to 25 minutes
+per family; the per-iteration cost is printed so a rerun on other hardware can be
 scaled with --iterations.
 """
 
@@ -28,12 +28,13 @@ from robometa.configs import resolve_config
 from robometa.errors import RobometaError
 from robometa.trainer import Trainer
 
-# Per-family settings on top of the algorithm's quick preset.
+# Per-family settings on top of the algorithm's quick preset (10 tasks x 10 episodes
+# x 100 steps per batch, initial action std 0.5; see robometa/configs/presets/).
 SETTINGS = {
-    "cheetah-dir": ["iterations=100", "meta_batch_size=10", "episodes_per_task=10", "horizon=100"],
-    "cheetah-vel": ["iterations=100", "meta_batch_size=10", "episodes_per_task=10", "horizon=100"],
+    "cheetah-dir": ["iterations=150"],
+    "cheetah-vel": ["iterations=150"],
 }
-EVAL = ["eval_every=20", "eval_tasks=10", "eval_steps=3"]
+EVAL = ["eval_every=25", "eval_tasks=20", "eval_steps=3"]
 
 
 def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str]) -> dict:
@@ -47,7 +48,8 @@ def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str]) -> 
         Trainer.resume(path) if (path / "checkpoints" / "latest.pt").is_file() else Trainer.create(cfg, path)
     )
     summary = trainer.train()
-    curve = summary["test_curve"]
+    # a finished run resumed trains no more: its last evaluation is in curves.jsonl
+    curve = summary["test_curve"] or trainer.curves()[-1]
     return {
         "family": family,
         "seed": seed,
@@ -60,15 +62,21 @@ def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str]) -> 
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| family | seeds | step 0 (pre) | step 1 | step 2 | step 3 |", "|---|---|---|---|---|---|"]
+    """Mean +- standard error over seeds of the held-out return at each step, and the gains."""
+    lines = [
+        "| family | seeds | step 0 (pre) | step 1 | step 2 | step 3 | gain step 1 | gain step 3 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(vals: list[float]) -> str:
+        se = statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else 0.0
+        return f"{statistics.fmean(vals):.1f} +- {se:.1f}"
+
     for family in dict.fromkeys(r["family"] for r in results):
         rows = [r["test_return"] for r in results if r["family"] == family]
-        cells = []
-        for k in range(len(rows[0])):
-            vals = [row[k] for row in rows]
-            sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.fmean(vals):.1f} +- {sd:.1f}")
-        lines.append(f"| {family} | {len(rows)} | " + " | ".join(cells) + " |")
+        cells = [cell([row[k] for row in rows]) for k in range(len(rows[0]))]
+        gains = [cell([row[k] - row[0] for row in rows]) for k in (1, len(rows[0]) - 1)]
+        lines.append(f"| {family} | {len(rows)} | " + " | ".join(cells + gains) + " |")
     return "\n".join(lines)
 
 
@@ -97,7 +105,10 @@ def main() -> int:
     except RobometaError as exc:
         print(f"reproduce: error: {exc}", file=sys.stderr)
         return 2
-    print(f"\n{args.algo}: mean held-out return over seeds (test split, {EVAL[1].split('=')[1]} tasks)\n")
+    print(
+        f"\n{args.algo}: held-out return, mean +- s.e. over seeds "
+        f"(test split, {EVAL[1].split('=')[1]} tasks, last evaluation of each run)\n"
+    )
     print(table(results))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -53,6 +53,12 @@ from robometa.tasks.base import Task, TaskFamily
 
 Params = dict[str, Tensor]
 
+# Tasks per group in the CPU meta-update. One batched pass over all 40 tasks of the
+# paper's meta-batch is slower on a CPU than groups of a few tasks, whose activations
+# stay in cache (`scripts/bench_maml.py`, meta-gradient column); on a GPU the whole
+# meta-batch is one group.
+CPU_TASK_CHUNK = 5
+
 # Offset of the evaluation sampler's seed, so evaluating never shifts the training stream.
 EVAL_SEED_OFFSET = 1_000_003
 
@@ -166,16 +172,32 @@ def mean_kl(old: tuple[Tensor, Tensor], mean: Tensor, std: Tensor, masks: Tensor
     return masked_task_mean(gaussian_kl(old[0], old[1], mean, std), masks).mean()
 
 
-def first_tasks(batch: EpisodeBatch, k: int) -> EpisodeBatch:
-    """The episodes of the first ``k`` tasks of a batch (views, no copies)."""
+def task_slice(batch: EpisodeBatch, start: int, stop: int) -> EpisodeBatch:
+    """The episodes of tasks ``start:stop`` of a batch (views, no copies)."""
     out = {}
     for f in dataclasses.fields(batch):
         v = getattr(batch, f.name)
         if isinstance(v, Tensor):
-            out[f.name] = v[:k]
+            out[f.name] = v[start:stop]
         elif f.name == "reward_terms":
-            out[f.name] = {name: t[:k] for name, t in v.items()}
-    return EpisodeBatch(**out, tasks=list(batch.tasks[:k]))
+            out[f.name] = {name: t[start:stop] for name, t in v.items()}
+    return EpisodeBatch(**out, tasks=list(batch.tasks[start:stop]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    """A group of tasks of a meta-batch, processed together by the meta-update."""
+
+    weight: float  # its share of the meta-batch's tasks (losses are means over tasks)
+    tasks: slice
+    pre: list[EpisodeBatch]
+    pre_advs: list[Tensor]
+    post: EpisodeBatch
+    post_adv: Tensor
+
+    @property
+    def size(self) -> int:
+        return self.post.num_tasks
 
 
 def init_policy(policy: GaussianMLPPolicy, generator: torch.Generator) -> None:
@@ -222,6 +244,7 @@ class MAML:
         self.eval_sampler = Sampler(family, device, seed=seed + EVAL_SEED_OFFSET, nthread=sampler_threads)
         self.device = self.sampler.device
         self.learner_threads = learner_threads if self.device.type == "cpu" else None
+        self.task_chunk = CPU_TASK_CHUNK if self.device.type == "cpu" else None
         self.horizon = config.horizon or family.horizon
 
         gen = torch.Generator().manual_seed(int(seed))
@@ -360,54 +383,95 @@ class MAML:
         )
         return IterationResult(curve=self._curve(batches, "train"), metrics=metrics, env_steps=env_steps)
 
-    def _meta_loss(self, pre, pre_advs, post, post_adv, create_graph, clip_eps=None):
+    def _chunks(self, pre, pre_advs, post, post_adv) -> list[_Chunk]:
+        """The meta-batch cut into groups of ``task_chunk`` tasks (one group on a GPU)."""
+        M = post.num_tasks
+        size = self.task_chunk or M
+        out = []
+        for a in range(0, M, size):
+            z = min(a + size, M)
+            out.append(
+                _Chunk(
+                    (z - a) / M,
+                    slice(a, z),
+                    [task_slice(b, a, z) for b in pre],
+                    [x[a:z] for x in pre_advs],
+                    task_slice(post, a, z),
+                    post_adv[a:z],
+                )
+            )
+        return out
+
+    def _meta_loss(self, c: _Chunk, create_graph: bool, clip_eps: float | None = None):
+        """Adapt the chunk's tasks from theta and evaluate the surrogate on their post-update episodes."""
         params = adapt(
-            self.policy, self.theta(), self._step_sizes(), pre, pre_advs, create_graph, post.num_tasks
+            self.policy, self.theta(), self._step_sizes(), c.pre, c.pre_advs, create_graph, c.post.num_tasks
         )[-1]
-        return surrogate(self.policy, params, post, post_adv, clip_eps)
+        return surrogate(self.policy, params, c.post, c.post_adv, clip_eps)
+
+    def _evaluate(
+        self, chunks: list[_Chunk], old: tuple[Tensor, Tensor], clip_eps=None
+    ) -> tuple[float, float]:
+        """Surrogate loss and mean KL to ``old`` at the current weights, no meta-gradient."""
+        loss = kl = 0.0
+        for c in chunks:
+            new_loss, new_mean, new_std = self._meta_loss(c, create_graph=False, clip_eps=clip_eps)
+            loss += c.weight * float(new_loss.detach())
+            kl += c.weight * float(
+                mean_kl((old[0][c.tasks], old[1][c.tasks]), new_mean.detach(), new_std.detach(), c.post.masks)
+            )
+        return loss, kl
 
     def _trpo_update(self, pre, pre_advs, post, post_adv) -> dict[str, float]:
         cfg = self.config
         assert isinstance(cfg, MAMLTRPOConfig)
         meta = self.meta_parameters()
-        phi = adapt(
-            self.policy, self.theta(), self._step_sizes(), pre, pre_advs, not cfg.first_order, post.num_tasks
-        )[-1]
-        # The surrogate and KL see detached copies of the adapted weights; gradients
-        # reach theta through the graph of phi(theta) (see composed_fisher_vector_product).
-        leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
-        loss, mean, std = surrogate(self.policy, leaves, post, post_adv)
-        old = (mean.detach(), std.detach())
-        kl = mean_kl(old, mean, std, post.masks)
-        phi_list, leaf_list = list(phi.values()), list(leaves.values())
-        grad_phi = torch.autograd.grad(loss, leaf_list, retain_graph=True)
-        grads = flat(torch.autograd.grad(phi_list, meta, grad_outputs=grad_phi, retain_graph=True))
-        loss0 = float(loss.detach())
+        chunks = self._chunks(pre, pre_advs, post, post_adv)
+        # Meta-gradient, chunk by chunk. The surrogate sees detached copies of the
+        # adapted weights; gradients reach theta through the graph of phi(theta).
+        grads, loss0, means, stds = None, 0.0, [], []
+        for c in chunks:
+            phi = adapt(
+                self.policy, self.theta(), self._step_sizes(), c.pre, c.pre_advs, not cfg.first_order, c.size
+            )[-1]
+            leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+            loss, mean, std = surrogate(self.policy, leaves, c.post, c.post_adv)
+            grad_phi = torch.autograd.grad(c.weight * loss, list(leaves.values()))
+            g = flat(torch.autograd.grad(list(phi.values()), meta, grad_outputs=grad_phi))
+            grads = g if grads is None else grads + g
+            loss0 += c.weight * float(loss.detach())
+            means.append(mean.detach())
+            stds.append(std.detach())
+        old = (torch.cat(means), torch.cat(stds))
+        del phi, leaves, loss, grad_phi  # free the last chunk's second-order graph
+        # Fisher of the first k tasks (tasks are drawn i.i.d., so any k are a fair sample).
         M = post.num_tasks
         k = max(1, round(cfg.fisher_subsample * M))
-        if k < M:  # Fisher of the first k tasks (tasks are drawn i.i.d., so any k are a fair sample)
-            pre_k = [first_tasks(b, k) for b in pre]
-            advs_k = [a[:k] for a in pre_advs]
-            phi = adapt(self.policy, self.theta(), self._step_sizes(), pre_k, advs_k, not cfg.first_order, k)[
-                -1
-            ]
-            leaves = {n: v.detach().requires_grad_() for n, v in phi.items()}
-            post_k = first_tasks(post, k)
-            dist = self.policy.distribution(post_k.obs, leaves, per_task=True)
-            kl = mean_kl((old[0][:k], old[1][:k]), dist.base_dist.loc, dist.base_dist.scale, post_k.masks)
-            phi_list, leaf_list = list(phi.values()), list(leaves.values())
-        fvp = composed_fisher_vector_product(kl, leaf_list, phi_list, meta, cfg.cg_damping)
+        fisher_pre = [task_slice(b, 0, k) for b in pre]
+        fisher_post = task_slice(post, 0, k)
+        phi = adapt(
+            self.policy,
+            self.theta(),
+            self._step_sizes(),
+            fisher_pre,
+            [a[:k] for a in pre_advs],
+            not cfg.first_order,
+            k,
+        )[-1]
+        leaves = {n: v.detach().requires_grad_() for n, v in phi.items()}
+        dist = self.policy.distribution(fisher_post.obs, leaves, per_task=True)
+        kl = mean_kl((old[0][:k], old[1][:k]), dist.base_dist.loc, dist.base_dist.scale, fisher_post.masks)
+        fvp = composed_fisher_vector_product(
+            kl, list(leaves.values()), list(phi.values()), meta, cfg.cg_damping
+        )
         step = natural_step(fvp, grads, cfg.max_kl, cfg.cg_iters)
         expected = float(-(grads @ step))
-        del fvp, phi, phi_list, loss, kl, grad_phi  # frees the second-order graphs before the line search
+        del fvp, phi, leaves, kl, dist  # frees the second-order graphs before the line search
         x0 = flat([p.detach() for p in meta]).clone()
 
         def evaluate(x: Tensor) -> tuple[float, float]:
             self._write(x)
-            new_loss, new_mean, new_std = self._meta_loss(pre, pre_advs, post, post_adv, create_graph=False)
-            return float(new_loss.detach()), float(
-                mean_kl(old, new_mean.detach(), new_std.detach(), post.masks)
-            )
+            return self._evaluate(chunks, old)
 
         x, result = backtracking_line_search(
             evaluate,
@@ -438,25 +502,25 @@ class MAML:
     def _ppo_update(self, pre, pre_advs, post, post_adv) -> dict[str, float]:
         cfg = self.config
         assert isinstance(cfg, MAMLPPOConfig) and self.optimizer is not None
-        old = None
+        chunks = self._chunks(pre, pre_advs, post, post_adv)
+        old: tuple[Tensor, Tensor] | None = None
         first_loss = 0.0
         for epoch in range(cfg.ppo_epochs):
-            loss, mean, std = self._meta_loss(
-                pre, pre_advs, post, post_adv, create_graph=not cfg.first_order, clip_eps=cfg.clip_eps
-            )
-            if epoch == 0:
-                old, first_loss = (mean.detach(), std.detach()), float(loss.detach())
             self.optimizer.zero_grad()
-            loss.backward()
+            means, stds = [], []
+            for c in chunks:  # gradients accumulate over the chunks: one Adam step per epoch
+                loss, mean, std = self._meta_loss(c, create_graph=not cfg.first_order, clip_eps=cfg.clip_eps)
+                (c.weight * loss).backward()
+                if epoch == 0:
+                    first_loss += c.weight * float(loss.detach())
+                    means.append(mean.detach())
+                    stds.append(std.detach())
+            if epoch == 0:
+                old = (torch.cat(means), torch.cat(stds))
             self.optimizer.step()
-        last_loss, mean, std = self._meta_loss(
-            pre, pre_advs, post, post_adv, create_graph=False, clip_eps=cfg.clip_eps
-        )
-        return {
-            "loss/outer_before": first_loss,
-            "loss/outer_after": float(last_loss.detach()),
-            "train/kl": float(mean_kl(old, mean.detach(), std.detach(), post.masks)),
-        }
+        assert old is not None
+        last_loss, kl = self._evaluate(chunks, old, clip_eps=cfg.clip_eps)
+        return {"loss/outer_before": first_loss, "loss/outer_after": last_loss, "train/kl": kl}
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
