@@ -217,10 +217,12 @@ def _print_summary(console, summary: dict) -> None:
         table = Table(title=f"adaptation curve: {title}")
         table.add_column(curve["x"])
         table.add_column("return (mean)")
+        table.add_column(f"vs. {curve['x']} {curve['steps'][0]}")
         if curve.get("success_mean") is not None:
             table.add_column("success")
         for i, step in enumerate(curve["steps"]):
-            row = [str(step), f"{curve['return_mean'][i]:.2f}"]
+            gain = curve["return_mean"][i] - curve["return_mean"][0]
+            row = [str(step), f"{curve['return_mean'][i]:.2f}", f"{gain:+.2f}" if i else ""]
             if curve.get("success_mean") is not None:
                 row.append(f"{curve['success_mean'][i]:.2f}")
             table.add_row(*row)
