@@ -6,9 +6,9 @@ each algorithm and reports the seconds spent sampling, in the inner loop
 (advantages, baselines and adaptation for sampling) and in the outer loop (the
 meta-update), plus the learner overhead (inner + outer) relative to sampling.
 
-It also times the second-order meta-gradient computed two ways on the same data:
-all tasks batched (per-task weights, one batched matrix product per layer: what
-MAML uses) versus a Python loop over tasks, to show whether batching pays.
+It also times the second-order meta-gradient on the same data with all tasks in
+one batched pass (what MAML does on a GPU), in groups of ``CPU_TASK_CHUNK`` tasks
+(what it does on a CPU) and one task at a time, to show where batching pays.
 
     python scripts/bench_maml.py                          # both algorithms, paper settings
     python scripts/bench_maml.py --algo maml-trpo --iterations 3
@@ -30,27 +30,24 @@ import numpy as np
 import torch
 
 from robometa.algos import algorithm_names, make_algorithm
-from robometa.algos.maml import adapt, learner_mode, surrogate
+from robometa.algos.maml import CPU_TASK_CHUNK, adapt, learner_mode, surrogate, task_slice
 from robometa.configs import resolve_config
 from robometa.errors import RobometaError
 from robometa.tasks import make_family
 
 
-def meta_gradient_seconds(algo, pre, pre_adv, post, post_adv, batched: bool) -> float:
-    """Seconds for one second-order meta-gradient over all tasks."""
+def meta_gradient_seconds(algo, pre, pre_adv, post, post_adv, chunk: int) -> float:
+    """Seconds for one second-order meta-gradient over all tasks, ``chunk`` tasks per pass."""
     policy, theta = algo.policy, algo.theta()
     lr = float(algo.config.inner_lr)
+    M = pre.num_tasks
     with learner_mode(algo.learner_threads):
         t0 = time.perf_counter()
-        if batched:
-            phi = adapt(policy, theta, lr, [pre], [pre_adv], create_graph=True)[-1]
-            loss = surrogate(policy, phi, post, post_adv)[0]
-        else:
-            loss = 0.0
-            for m in range(pre.num_tasks):
-                phi = adapt(policy, theta, lr, [pre.task(m)], [pre_adv[m : m + 1]], create_graph=True)[-1]
-                loss = loss + surrogate(policy, phi, post.task(m), post_adv[m : m + 1])[0] / pre.num_tasks
-        torch.autograd.grad(loss, list(theta.values()))
+        for a in range(0, M, chunk):
+            z = min(a + chunk, M)
+            phi = adapt(policy, theta, lr, [task_slice(pre, a, z)], [pre_adv[a:z]], create_graph=True)[-1]
+            loss = surrogate(policy, phi, task_slice(post, a, z), post_adv[a:z])[0] * (z - a) / M
+            torch.autograd.grad(loss, list(theta.values()))
         if algo.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -80,10 +77,10 @@ def bench(
     timer = {"sampling": 0.0, "inner": 0.0}
     tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
     batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, timer)
-    for batched in (True, False):
-        key = "meta_grad_batched_s" if batched else "meta_grad_loop_s"
-        out[key] = min(
-            meta_gradient_seconds(algo, batches[0], advs[0], batches[1], advs[1], batched) for _ in range(2)
+    M = cfg.algo_params.meta_batch_size
+    for chunk in dict.fromkeys((M, CPU_TASK_CHUNK, 1)):
+        out[f"meta_grad_chunk{chunk}_s"] = min(
+            meta_gradient_seconds(algo, batches[0], advs[0], batches[1], advs[1], chunk) for _ in range(2)
         )
     return out
 
@@ -114,14 +111,24 @@ def main() -> int:
         f"{' (' + torch.cuda.get_device_name() + ')' if args.device != 'cpu' and torch.cuda.is_available() else ''}, "
         f"preset {args.preset} {args.overrides}"
     )
-    header = "| algo | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | sim steps/s | meta-grad batched s | loop s |"
+    chunks = [
+        k.removeprefix("meta_grad_chunk").removesuffix("_s")
+        for k in next(iter(results.values()))
+        if k.startswith("meta_grad_chunk")
+    ]
+    header = (
+        "| algo | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | sim steps/s | "
+        + " | ".join(f"meta-grad, {c} tasks/pass, s" for c in chunks)
+        + " |"
+    )
     print(header)
-    print("|---" * 9 + "|")
+    print("|---" * (7 + len(chunks)) + "|")
     for name, r in results.items():
         print(
             f"| {name} | {r['env_steps']:.0f} | {r['time/sampling']:.2f} | {r['time/inner']:.2f} | "
             f"{r['time/outer']:.2f} | {100 * r['learner_over_sampling']:.0f}% | {r['sim/steps_per_s']:.0f} | "
-            f"{r['meta_grad_batched_s']:.2f} | {r['meta_grad_loop_s']:.2f} |"
+            + " | ".join(f"{r[f'meta_grad_chunk{c}_s']:.2f}" for c in chunks)
+            + " |"
         )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
