@@ -4,9 +4,10 @@ One meta-iteration on M tasks:
 
 1. sample N episodes per task with the meta-policy ``theta`` (adaptation step 0);
 2. K times: fit the per-task linear baseline, take a vanilla policy-gradient step
-   ``phi <- phi - alpha * grad L_inner(phi)`` for every task at once (the weights carry a leading
-   task axis and each layer is one batched matrix product, so the M inner steps
-   are one computation), and sample N episodes with the adapted weights;
+   ``phi <- phi - alpha * grad L_inner(phi)`` for every task at once (the weights
+   carry a leading task axis and each layer is one batched matrix product, so the
+   M inner steps are one computation), and sample N episodes with the adapted
+   weights;
 3. meta-update ``theta`` on the post-adaptation episodes, differentiating through
    the K inner steps (second order, or first order if asked):
 
@@ -194,6 +195,18 @@ class _Chunk:
     pre_advs: list[Tensor]
     post: EpisodeBatch
     post_adv: Tensor
+
+    @classmethod
+    def of(cls, pre, pre_advs, post, post_adv, start: int, stop: int) -> _Chunk:
+        """Tasks ``start:stop`` of a meta-batch's pre-/post-adaptation batches and advantages."""
+        return cls(
+            (stop - start) / post.num_tasks,
+            slice(start, stop),
+            [task_slice(b, start, stop) for b in pre],
+            [a[start:stop] for a in pre_advs],
+            task_slice(post, start, stop),
+            post_adv[start:stop],
+        )
 
     @property
     def size(self) -> int:
@@ -387,27 +400,17 @@ class MAML:
         """The meta-batch cut into groups of ``task_chunk`` tasks (one group on a GPU)."""
         M = post.num_tasks
         size = self.task_chunk or M
-        out = []
-        for a in range(0, M, size):
-            z = min(a + size, M)
-            out.append(
-                _Chunk(
-                    (z - a) / M,
-                    slice(a, z),
-                    [task_slice(b, a, z) for b in pre],
-                    [x[a:z] for x in pre_advs],
-                    task_slice(post, a, z),
-                    post_adv[a:z],
-                )
-            )
-        return out
+        return [_Chunk.of(pre, pre_advs, post, post_adv, a, min(a + size, M)) for a in range(0, M, size)]
+
+    def _adapt(self, c: _Chunk, create_graph: bool) -> Params:
+        """The chunk's tasks' weights after the inner steps from theta."""
+        return adapt(self.policy, self.theta(), self._step_sizes(), c.pre, c.pre_advs, create_graph, c.size)[
+            -1
+        ]
 
     def _meta_loss(self, c: _Chunk, create_graph: bool, clip_eps: float | None = None):
         """Adapt the chunk's tasks from theta and evaluate the surrogate on their post-update episodes."""
-        params = adapt(
-            self.policy, self.theta(), self._step_sizes(), c.pre, c.pre_advs, create_graph, c.post.num_tasks
-        )[-1]
-        return surrogate(self.policy, params, c.post, c.post_adv, clip_eps)
+        return surrogate(self.policy, self._adapt(c, create_graph), c.post, c.post_adv, clip_eps)
 
     def _evaluate(
         self, chunks: list[_Chunk], old: tuple[Tensor, Tensor], clip_eps=None
@@ -431,9 +434,7 @@ class MAML:
         # adapted weights; gradients reach theta through the graph of phi(theta).
         grads, loss0, means, stds = None, 0.0, [], []
         for c in chunks:
-            phi = adapt(
-                self.policy, self.theta(), self._step_sizes(), c.pre, c.pre_advs, not cfg.first_order, c.size
-            )[-1]
+            phi = self._adapt(c, create_graph=not cfg.first_order)
             leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
             loss, mean, std = surrogate(self.policy, leaves, c.post, c.post_adv)
             grad_phi = torch.autograd.grad(c.weight * loss, list(leaves.values()))
@@ -447,20 +448,11 @@ class MAML:
         # Fisher of the first k tasks (tasks are drawn i.i.d., so any k are a fair sample).
         M = post.num_tasks
         k = max(1, round(cfg.fisher_subsample * M))
-        fisher_pre = [task_slice(b, 0, k) for b in pre]
-        fisher_post = task_slice(post, 0, k)
-        phi = adapt(
-            self.policy,
-            self.theta(),
-            self._step_sizes(),
-            fisher_pre,
-            [a[:k] for a in pre_advs],
-            not cfg.first_order,
-            k,
-        )[-1]
+        fisher = _Chunk.of(pre, pre_advs, post, post_adv, 0, k)
+        phi = self._adapt(fisher, create_graph=not cfg.first_order)
         leaves = {n: v.detach().requires_grad_() for n, v in phi.items()}
-        dist = self.policy.distribution(fisher_post.obs, leaves, per_task=True)
-        kl = mean_kl((old[0][:k], old[1][:k]), dist.base_dist.loc, dist.base_dist.scale, fisher_post.masks)
+        dist = self.policy.distribution(fisher.post.obs, leaves, per_task=True)
+        kl = mean_kl((old[0][:k], old[1][:k]), dist.base_dist.loc, dist.base_dist.scale, fisher.post.masks)
         fvp = composed_fisher_vector_product(
             kl, list(leaves.values()), list(phi.values()), meta, cfg.cg_damping
         )
