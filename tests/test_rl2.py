@@ -208,6 +208,31 @@ def test_gae_runs_across_episode_boundaries_within_a_trial():
     assert torch.equal(gae(r, v, torch.ones_like(r), gamma, lam), adv)
 
 
+def test_bootstrap_trial_end_adds_the_last_value_and_spares_terminations():
+    fam = make_family("cheetah-dir")
+    plain = RL2(fam, _tiny(normalize_reward=False), device="cpu", seed=0)
+    boot = RL2(fam, _tiny(normalize_reward=False, bootstrap_trial_end=True), device="cpu", seed=0)
+    batch = plain.sample(plain.sampler, fam.split_tasks("train"), 2)
+    x = plain.actor.trial_features(batch)
+    adv0, _ = plain.targets(batch, x)
+    adv1, ret1 = boot.targets(batch, x)
+    with torch.no_grad():
+        _, v, _ = plain.policy.sequence(x)
+    gamma, lam = plain.config.gamma, plain.config.gae_lambda
+    L = v.shape[1]
+    # gamma V(s_last) enters at the last step and flows back with (gamma lambda)^k
+    decay = (gamma * lam) ** torch.arange(L - 1, -1, -1, dtype=v.dtype)
+    torch.testing.assert_close(adv1 - adv0, gamma * v[:, -1:] * decay, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ret1, adv1 + v, rtol=1e-5, atol=1e-5)
+    # a trial whose last episode terminated is not bootstrapped
+    fam = _FallsOver()
+    plain = RL2(fam, _tiny(normalize_reward=False), device="cpu", seed=0)
+    boot = RL2(fam, _tiny(normalize_reward=False, bootstrap_trial_end=True), device="cpu", seed=0)
+    batch = plain.sample(plain.sampler, fam.split_tasks("train", n=2), 2)
+    x = plain.actor.trial_features(batch)
+    torch.testing.assert_close(boot.targets(batch, x)[0], plain.targets(batch, x)[0])
+
+
 def test_running_mean_std_merges_batches_and_round_trips():
     g = torch.Generator().manual_seed(0)
     data = torch.randn(100, 3, generator=g) * torch.tensor([1.0, 2.0, 3.0]) + 5

@@ -12,7 +12,8 @@ et al., 2019) and Meta-World (Yu et al., 2019). One meta-iteration:
    of discounted trial returns, and compute GAE(gamma, lambda) on the trial clock,
    so advantages flow across the episode boundaries inside a trial (the value at
    an episode's last step bootstraps from the next episode's first step; only the
-   trial's end is terminal);
+   trial's end is terminal, or, with ``bootstrap_trial_end``, a time limit
+   bootstrapped with the value of its last state);
 3. ``ppo_epochs`` passes of the clipped surrogate plus value loss over minibatches
    of whole trials, each a full backpropagation through its trials;
 4. merge the batch into the observation and return statistics (used from the next
@@ -242,11 +243,17 @@ class RL2:
         return episode_curve(batch, split, self.family.has_success)
 
     def adaptation_data(
-        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
+        self,
+        tasks: Sequence[Task],
+        steps: int,
+        seed: int,
+        record_states: bool = False,
+        trials_per_task: int | None = None,
     ) -> dict[str, Any]:
         """Per-task evaluation data for ``robometa evaluate`` / ``replay`` (no learning).
 
-        Trials of ``steps + 1`` episodes; returns ``returns`` / ``success``
+        ``trials_per_task`` trials (default: the training setting) of ``steps + 1``
+        episodes per task, each on fresh memory; returns ``returns`` / ``success``
         ``(M, steps+1)`` (episode k's mean over each task's trials), and with
         ``record_states`` the states ``(steps+1, M, T+1, nstate)`` and rewards
         ``(steps+1, M, T)`` of every episode of each task's first trial.
@@ -257,7 +264,7 @@ class RL2:
         batch = sampler.sample_trials(
             self.actor,
             tasks,
-            self.config.trials_per_task,
+            trials_per_task or self.config.trials_per_task,
             steps + 1,
             self.horizon,
             record_states=record_states,
@@ -312,6 +319,12 @@ class RL2:
         with torch.no_grad():
             _, values, _ = self.policy.sequence(inputs)
         values = values * masks
+        if cfg.bootstrap_trial_end:
+            # The trial's last valid step, unless its episode terminated; V(s_L) is
+            # not observed, so the last state's own value stands in for it.
+            next_masks = torch.cat([masks[:, 1:], torch.zeros_like(masks[:, :1])], dim=1)
+            last = masks * (1.0 - next_masks) * (1.0 - batch.terminated.reshape(masks.shape))
+            rewards = rewards + cfg.gamma * values * last
         adv = gae(rewards, values, masks, cfg.gamma, cfg.gae_lambda)
         return adv, adv + values
 

@@ -41,6 +41,11 @@ class RL2Config:
     """Weight of the entropy bonus."""
     max_grad_norm: float = 0.5
     """Global gradient-norm clip per Adam step."""
+    bootstrap_trial_end: bool = False
+    """Treat the end of a trial (the horizon of its K-th episode) as a time limit:
+    bootstrap the last step's target with the value of its own state instead of 0,
+    so the value target does not depend on the time left in the trial (Pardo et al.,
+    2018). Episodes that end by termination are never bootstrapped."""
     normalize_obs: bool = True
     """Normalize observations by running mean / std (statistics are checkpointed)."""
     normalize_reward: bool = True
