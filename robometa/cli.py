@@ -215,12 +215,14 @@ def _print_summary(console, summary: dict) -> None:
         if not curve:
             continue
         table = Table(title=f"adaptation curve: {title}")
+        # numbered as in the TensorBoard tags: step_0.. for MAML, episode_1.. for RL²
+        labels = [k + 1 if curve["x"] == "episode" else k for k in curve["steps"]]
         table.add_column(curve["x"])
         table.add_column("return (mean)")
-        table.add_column(f"vs. {curve['x']} {curve['steps'][0]}")
+        table.add_column(f"vs. {curve['x']} {labels[0]}")
         if curve.get("success_mean") is not None:
             table.add_column("success")
-        for i, step in enumerate(curve["steps"]):
+        for i, step in enumerate(labels):
             gain = curve["return_mean"][i] - curve["return_mean"][0]
             row = [str(step), f"{curve['return_mean'][i]:.2f}", f"{gain:+.2f}" if i else ""]
             if curve.get("success_mean") is not None:
