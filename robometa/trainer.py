@@ -40,7 +40,7 @@ from robometa.tasks import make_family
 log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change what was computed so far.
-RESUMABLE_CHANGES = ("iterations", "device", "log_video")
+RESUMABLE_CHANGES = ("iterations", "device", "log_video", "learner_threads")
 
 
 @dataclass
@@ -63,6 +63,8 @@ class Trainer:
         self.family = make_family(config.family)
         self.device = resolve_device(config.device)
         self.algo = make_algorithm(config.algo, self.family, config.algo_params, self.device, config.seed)
+        if self.device.type == "cpu" and hasattr(self.algo, "learner_threads"):
+            self.algo.learner_threads = config.learner_threads
         self.task_rng = np.random.default_rng([config.seed, 0x7A5C])
         self.test_tasks = self.family.split_tasks("test", seed=config.split_seed, n=config.eval_tasks)
         self.start_iteration = 0
@@ -84,7 +86,7 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: str | Path, changes: dict[str, Any] | None = None) -> Trainer:
-        """Continue a run from ``checkpoints/latest.pt``; only ``iterations`` / ``device`` may change."""
+        """Continue a run from ``checkpoints/latest.pt``; only the ``RESUMABLE_CHANGES`` settings may change."""
         run = check_resumable(run_dir)
         saved = read_yaml(run.config, "run config")
         config = build_config(saved)

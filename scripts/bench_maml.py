@@ -14,6 +14,7 @@ one batched pass (what MAML does on a GPU), in groups of ``CPU_TASK_CHUNK`` task
     python scripts/bench_maml.py --algo maml-trpo --iterations 3
     python scripts/bench_maml.py --preset quick first_order=true --out bench_maml.json
     python scripts/bench_maml.py --device cuda --iterations 1   # learner on the GPU
+    python scripts/bench_maml.py learner_threads=2              # 2 learner threads (idle machine)
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def bench(
     cfg = resolve_config(algo=algo_name, preset=preset, overrides=overrides, seed=seed, device=device)
     family = make_family(cfg.family)
     algo = make_algorithm(algo_name, family, cfg.algo_params, cfg.device, seed)
+    if algo.device.type == "cpu":
+        algo.learner_threads = cfg.learner_threads
     rng = np.random.default_rng(seed)
     for _ in range(warmup):  # untimed: CUDA context and kernel caches, allocator pools
         algo.iteration(family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train"))

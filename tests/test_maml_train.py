@@ -244,3 +244,12 @@ def test_meta_update_in_task_chunks_equals_one_batched_pass(algo):
     )
     assert not torch.allclose(params[0], before)  # the update moved the weights
     torch.testing.assert_close(params[0], params[1], rtol=1e-4, atol=1e-5)
+
+
+def test_learner_threads_reach_the_cpu_learner_and_may_change_on_resume(tmp_path):
+    run = tmp_path / "threads"
+    trainer = Trainer.create(tiny_config("learner_threads=2", "iterations=1"), run)
+    assert trainer.algo.learner_threads == 2
+    trainer.train()
+    resumed = Trainer.resume(run, {"learner_threads": 1, "iterations": 2})
+    assert resumed.algo.learner_threads == 1
