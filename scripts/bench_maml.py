@@ -4,7 +4,9 @@ At the paper preset (40 tasks x 20 episodes x 200 steps, before and after one
 inner step: 320,000 env steps per iteration) this runs a few meta-iterations of
 each algorithm and reports the seconds spent sampling, in the inner loop
 (advantages, baselines and adaptation for sampling) and in the outer loop (the
-meta-update), plus the learner overhead (inner + outer) relative to sampling.
+meta-update), plus the learner overhead (inner + outer) relative to sampling, and
+for MAML-TRPO the outer loop's own split: meta-gradient, natural step (Fisher-vector
+products and conjugate gradient) and line search.
 
 It also times the second-order meta-gradient on the same data with all tasks in
 one batched pass (what MAML does on a GPU), in groups of ``CPU_TASK_CHUNK`` tasks
@@ -68,9 +70,9 @@ def bench(
     rows = []
     for _ in range(iterations):
         res = algo.iteration(family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train"))
-        rows.append(
-            {k: res.metrics[k] for k in ("time/sampling", "time/inner", "time/outer", "sim/steps_per_s")}
-        )
+        keys = ["time/sampling", "time/inner", "time/outer", "sim/steps_per_s"]
+        keys += [k for k in res.metrics if k.startswith("time/outer_") or k == "train/line_search_backtracks"]
+        rows.append({k: res.metrics[k] for k in keys})
         rows[-1]["env_steps"] = res.env_steps
     out = {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
     out["learner_over_sampling"] = (out["time/inner"] + out["time/outer"]) / out["time/sampling"]
@@ -133,6 +135,18 @@ def main() -> int:
             + " | ".join(f"{r[f'meta_grad_chunk{c}_s']:.2f}" for c in chunks)
             + " |"
         )
+    split = {n: r for n, r in results.items() if "time/outer_meta_gradient" in r}
+    if split:
+        print(
+            "\n| algo | outer s | meta-gradient s | natural step (Fisher-vector products, CG) s | line search s | line-search backtracks |"
+        )
+        print("|---" * 6 + "|")
+        for name, r in split.items():
+            print(
+                f"| {name} | {r['time/outer']:.2f} | {r['time/outer_meta_gradient']:.2f} | "
+                f"{r['time/outer_natural_step']:.2f} | {r['time/outer_line_search']:.2f} | "
+                f"{r['train/line_search_backtracks']:.1f} |"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0

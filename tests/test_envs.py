@@ -71,6 +71,7 @@ def test_reset_seed_is_deterministic():
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.gl
 def test_rgb_array_frames_change():
     env = gym.make("robometa/CheetahDir-v0", render_mode="rgb_array", width=64, height=48)
     env.reset(seed=0)

@@ -82,6 +82,7 @@ def test_compare_two_runs(run_dir, tmp_path):
     assert a == b  # same weights, same seed: same numbers
 
 
+@pytest.mark.gl
 def test_replay_video_has_one_frame_per_state(run_dir, tmp_path):
     import imageio_ffmpeg
 
@@ -178,6 +179,7 @@ def test_multitask_baseline_is_trained_once_and_cached(run_dir):
     assert "inner_steps: 0" in (cache / "config.yaml").read_text()
 
 
+@pytest.mark.gl
 def test_log_video_writes_an_animated_gif_to_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -203,6 +205,7 @@ def test_log_video_writes_an_animated_gif_to_tensorboard(tmp_path):
     assert image.encoded_image_string.count(b"\x21\xf9\x04") == 9  # one frame per state (horizon 8)
 
 
+@pytest.mark.gl
 def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tmp_path):
     from robometa.eval.evaluate import load_run
     from robometa.viz.replay import from_evaluation, record

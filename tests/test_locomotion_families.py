@@ -320,6 +320,7 @@ def test_task_from_json_validates():
 # ------------------------------------------------------------------ picture
 
 
+@pytest.mark.gl
 def test_render_grid_cli_writes_a_png(tmp_path, capsys):
     from PIL import Image
 

@@ -71,6 +71,9 @@ def test_run_writes_tensorboard_tags_config_and_checkpoints(trpo_run):
         "time/sampling",
         "time/inner",
         "time/outer",
+        "time/outer_meta_gradient",
+        "time/outer_natural_step",
+        "time/outer_line_search",
         "sim/steps_per_s",
     }
     assert expected <= scalars, expected - scalars

@@ -31,6 +31,7 @@ def recorded():
     return fam, tasks[0], batch.states[0, 0].numpy()
 
 
+@pytest.mark.gl
 def test_frames_from_states_change_and_replay_exactly(recorded):
     fam, task, states = recorded
     with StateRenderer(fam, task, 64, 48) as r:
@@ -41,6 +42,7 @@ def test_frames_from_states_change_and_replay_exactly(recorded):
     np.testing.assert_array_equal(again, frames[5])  # same state, same picture
 
 
+@pytest.mark.gl
 def test_mp4_is_real_with_expected_frames(recorded, tmp_path):
     import imageio_ffmpeg
 
@@ -59,6 +61,7 @@ def test_mp4_is_real_with_expected_frames(recorded, tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no partial file left
 
 
+@pytest.mark.gl
 def test_gif_and_bad_suffix(recorded, tmp_path):
     fam, task, states = recorded
     with StateRenderer(fam, task, 32, 24) as r:

@@ -428,6 +428,7 @@ class MAML:
     def _trpo_update(self, pre, pre_advs, post, post_adv) -> dict[str, float]:
         cfg = self.config
         assert isinstance(cfg, MAMLTRPOConfig)
+        t0 = time.perf_counter()
         meta = self.meta_parameters()
         chunks = self._chunks(pre, pre_advs, post, post_adv)
         # Meta-gradient, chunk by chunk. The surrogate sees detached copies of the
@@ -445,6 +446,7 @@ class MAML:
             stds.append(std.detach())
         old = (torch.cat(means), torch.cat(stds))
         del phi, leaves, loss, grad_phi  # free the last chunk's second-order graph
+        t1 = time.perf_counter()
         # Fisher of the first k tasks (tasks are drawn i.i.d., so any k are a fair sample).
         M = post.num_tasks
         k = max(1, round(cfg.fisher_subsample * M))
@@ -460,6 +462,7 @@ class MAML:
         expected = float(-(grads @ step))
         del fvp, phi, leaves, kl, dist  # frees the second-order graphs before the line search
         x0 = flat([p.detach() for p in meta]).clone()
+        t2 = time.perf_counter()
 
         def evaluate(x: Tensor) -> tuple[float, float]:
             self._write(x)
@@ -476,6 +479,9 @@ class MAML:
         )
         self._write(x)
         return {
+            "time/outer_meta_gradient": t1 - t0,
+            "time/outer_natural_step": t2 - t1,  # Fisher, conjugate gradient
+            "time/outer_line_search": time.perf_counter() - t2,
             "loss/outer_before": loss0,
             "loss/outer_after": result.loss,
             "loss/expected_improvement": expected,

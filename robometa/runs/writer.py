@@ -50,7 +50,10 @@ def custom_scalars_layout() -> dict:
             "return": multi(r"adapt_test/return/(step|episode)_\d+"),
             "success": multi(r"adapt_test/success/(step|episode)_\d+"),
         },
-        "time per iteration (s)": {"split": multi(r"time/(sampling|inner|outer)")},
+        "time per iteration (s)": {
+            "split": multi(r"time/(sampling|inner|outer)$"),
+            "outer loop": multi(r"time/outer_.*"),
+        },
         "meta-update": {
             "loss": multi(r"loss/.*"),
             "kl": multi(r"train/kl"),
