@@ -9,6 +9,7 @@ adapted return (steps >= 1) should beat the unadapted one (step 0).
     python scripts/reproduce.py                        # full protocol: 2 families x 3 seeds
     python scripts/reproduce.py --families cheetah-vel --seeds 0 --iterations 40
     python scripts/reproduce.py --algo maml-ppo --out reproduce.json
+    python scripts/reproduce.py --device cuda          # learner on a GPU
 
 Budget: about 5 to 8 minutes per run on an idle 2-core CPU, so 15 to 25 minutes
 per family; the per-iteration cost is printed so a rerun on other hardware can be
@@ -35,10 +36,10 @@ SETTINGS: dict[str, list[str]] = {"cheetah-dir": [], "cheetah-vel": []}
 EVAL = ["eval_every=25", "eval_tasks=20", "eval_steps=3"]
 
 
-def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str]) -> dict:
+def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str], device: str = "cpu") -> dict:
     overrides = [*SETTINGS[family], *EVAL, *extra]
     cfg = resolve_config(
-        algo=algo, preset="quick", overrides=overrides, family=family, seed=seed, device="cpu"
+        algo=algo, preset="quick", overrides=overrides, family=family, seed=seed, device=device
     )
     path = root / f"{algo}-{family}-seed{seed}"
     t0 = time.perf_counter()
@@ -84,6 +85,7 @@ def main() -> int:
     ap.add_argument("--families", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--iterations", type=int, help="override the iteration count of every run")
+    ap.add_argument("--device", default="cpu", help="where the policy and learner run: cpu | cuda | auto")
     ap.add_argument("--root", default="runs/reproduce", help="where the runs go (existing ones are resumed)")
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args()
@@ -92,7 +94,7 @@ def main() -> int:
     try:
         for family in args.families:
             for seed in args.seeds:
-                r = run_one(args.algo, family, seed, Path(args.root), extra)
+                r = run_one(args.algo, family, seed, Path(args.root), extra, args.device)
                 print(
                     f"{family} seed {seed}: held-out return by adaptation step "
                     + ", ".join(f"{x:.1f}" for x in r["test_return"])
