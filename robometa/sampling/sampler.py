@@ -86,6 +86,27 @@ class Sampler:
         self._gen.set_state(state["torch_gen"])
 
     # ---------------------------------------------------------------- sampling
+    def _batch_sim(
+        self, caller: str, tasks: Sequence[Task], counts: dict[str, int], horizon: int | None
+    ) -> tuple[int, BatchSim]:
+        """Check a request and build its simulator: horizon ``T`` and a :class:`BatchSim`.
+
+        ``counts`` names the per-task counts (all must be >= 1); the first is how many
+        envs every task gets, each env seeded from the sampler's stream.
+        """
+        if not tasks:
+            raise RobometaError(f"{caller}() needs at least one task")
+        for name, n in counts.items():
+            if n < 1:
+                raise RobometaError(f"{name} must be >= 1, got {n}")
+        T = self.family.horizon if horizon is None else int(horizon)
+        if T < 1:
+            raise RobometaError(f"horizon must be >= 1, got {T}")
+        copies = int(next(iter(counts.values())))
+        seeds = self._rng.integers(0, 2**31 - 1, size=len(tasks) * copies)
+        env_tasks = [t for t in tasks for _ in range(copies)]
+        return T, BatchSim(self.family, env_tasks, seeds=seeds.tolist(), nthread=self.nthread)
+
     def sample(
         self,
         actor: Actor,
@@ -103,18 +124,9 @@ class Sampler:
         """
         if record_states is None:
             record_states = self.record_states
-        if not tasks:
-            raise RobometaError("sample() needs at least one task")
-        if episodes_per_task < 1:
-            raise RobometaError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
-        T = self.family.horizon if horizon is None else int(horizon)
-        if T < 1:
-            raise RobometaError(f"horizon must be >= 1, got {T}")
+        T, sim = self._batch_sim("sample", tasks, {"episodes_per_task": episodes_per_task}, horizon)
         M, N = len(tasks), int(episodes_per_task)
         B = M * N
-        env_tasks = [t for t in tasks for _ in range(N)]
-        seeds = self._rng.integers(0, 2**31 - 1, size=B)
-        sim = BatchSim(self.family, env_tasks, seeds=seeds.tolist(), nthread=self.nthread)
 
         obs_dim, act_dim = self.family.obs_dim, sim.layout.nu
         obs_buf = np.zeros((T, B, obs_dim), dtype=np.float32)

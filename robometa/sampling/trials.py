@@ -27,9 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robometa.errors import RobometaError
 from robometa.sampling.sampler import Sampler, torch_threads
-from robometa.sim.batch_sim import BatchSim
 from robometa.tasks.base import Task
 
 
@@ -120,22 +118,11 @@ class TrialSampler(Sampler):
         (rows after an early termination stay 0).
         """
         if record_states is None:
-            record_states = getattr(self, "record_states", False)
-        if not tasks:
-            raise RobometaError("sample_trials() needs at least one task")
-        if trials_per_task < 1:
-            raise RobometaError(f"trials_per_task must be >= 1, got {trials_per_task}")
-        if episodes_per_trial < 1:
-            raise RobometaError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
-        T = self.family.horizon if horizon is None else int(horizon)
-        if T < 1:
-            raise RobometaError(f"horizon must be >= 1, got {T}")
+            record_states = self.record_states
+        counts = {"trials_per_task": trials_per_task, "episodes_per_trial": episodes_per_trial}
+        T, sim = self._batch_sim("sample_trials", tasks, counts, horizon)
         M, N, K = len(tasks), int(trials_per_task), int(episodes_per_trial)
         B, L = M * N, K * T
-        seeds = self._rng.integers(0, 2**31 - 1, size=B)
-        sim = BatchSim(
-            self.family, [t for t in tasks for _ in range(N)], seeds=seeds.tolist(), nthread=self.nthread
-        )
 
         obs_dim, act_dim = self.family.obs_dim, sim.layout.nu
         obs_buf = np.zeros((L, B, obs_dim), dtype=np.float32)
