@@ -63,7 +63,7 @@ class Trainer:
         self.family = make_family(config.family)
         self.device = resolve_device(config.device)
         self.algo = make_algorithm(config.algo, self.family, config.algo_params, self.device, config.seed)
-        if self.device.type == "cpu" and hasattr(self.algo, "learner_threads"):
+        if hasattr(self.algo, "learner_threads"):  # MAML; it ignores the setting off CPU
             self.algo.learner_threads = config.learner_threads
         self.task_rng = np.random.default_rng([config.seed, 0x7A5C])
         self.test_tasks = self.family.split_tasks("test", seed=config.split_seed, n=config.eval_tasks)

@@ -62,8 +62,7 @@ def bench(
     cfg = resolve_config(algo=algo_name, preset=preset, overrides=overrides, seed=seed, device=device)
     family = make_family(cfg.family)
     algo = make_algorithm(algo_name, family, cfg.algo_params, cfg.device, seed)
-    if algo.device.type == "cpu":
-        algo.learner_threads = cfg.learner_threads
+    algo.learner_threads = cfg.learner_threads  # ignored off CPU
     rng = np.random.default_rng(seed)
     for _ in range(warmup):  # untimed: CUDA context and kernel caches, allocator pools
         algo.iteration(family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train"))

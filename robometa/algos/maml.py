@@ -256,7 +256,7 @@ class MAML:
         self.sampler = Sampler(family, device, seed=seed, nthread=sampler_threads)
         self.eval_sampler = Sampler(family, device, seed=seed + EVAL_SEED_OFFSET, nthread=sampler_threads)
         self.device = self.sampler.device
-        self.learner_threads = learner_threads if self.device.type == "cpu" else None
+        self.learner_threads = learner_threads
         self.task_chunk = CPU_TASK_CHUNK if self.device.type == "cpu" else None
         self.horizon = config.horizon or family.horizon
 
@@ -276,6 +276,15 @@ class MAML:
             self.optimizer = torch.optim.Adam(self.meta_parameters(), lr=config.outer_lr)
 
     # ---------------------------------------------------------------- parameters
+    @property
+    def learner_threads(self) -> int | None:
+        """Torch threads of the inner and outer loops (``None``: leave torch's setting, always so off CPU)."""
+        return self._learner_threads
+
+    @learner_threads.setter
+    def learner_threads(self, threads: int | None) -> None:
+        self._learner_threads = threads if self.device.type == "cpu" else None
+
     def theta(self) -> Params:
         return dict(self.policy.named_parameters())
 
