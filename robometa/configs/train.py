@@ -34,8 +34,9 @@ class TrainConfig:
     learner_threads: int = 1
     """Torch threads of the MAML learner (inner and outer loops) on a CPU; sampling
     always uses every core. 1 holds up when other jobs share the machine (2 threads
-    were 4x slower there); on an idle 2-core machine 2 threads make a paper-size
-    second-order meta-gradient 1.65x faster (3.4 s -> 2.1 s, ``scripts/bench_maml.py``)."""
+    were 4x slower there); on an idle 2-core machine 2 threads make the learner
+    of a paper-size MAML-TRPO iteration 1.5x faster (10.1 s -> 6.6 s,
+    ``scripts/bench_maml.py learner_threads=2``)."""
     log_video: bool = False
     """At every evaluation, adapt to the first held-out task and log a before|after
     video of it to TensorBoard (``video/test_task_0``; rendered offscreen)."""
