@@ -335,10 +335,16 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
     p.add_argument("--tasks", type=int, default=None, help="number of tasks (default: the run's eval_tasks)")
     p.add_argument(
-        "--adapt-steps", type=int, default=None, help="gradient steps K for MAML (default: the run's)"
+        "--adapt-steps",
+        type=int,
+        default=None,
+        help="gradient steps K for MAML (default: the inner steps the run was trained with)",
     )
     p.add_argument(
-        "--episodes", type=int, default=None, help="episodes per trial K for RL2 (default: the run's)"
+        "--episodes",
+        type=int,
+        default=None,
+        help="episodes per trial K for RL2 (default: the trial length the run was trained with)",
     )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated evaluation seeds (default: 0,1,2)")
     p.add_argument(
@@ -358,9 +364,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from robometa.eval.evaluate import load_run
     from robometa.viz.replay import pick_task, record, show_in_viewer, write_replay_video
 
+    from robometa.viz.video import check_video_path
+
     out = args.video or args.gif
     if args.video and args.gif:
         raise RobometaError("give --video OUT.mp4 or --gif OUT.gif, not both")
+    if out is not None:
+        check_video_path(out)  # before minutes of adapting, not after
     console = _console()
     if args.from_eval:
         from robometa.viz.replay import from_evaluation
@@ -378,8 +388,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
         require_display()
     if not args.from_eval:
-        steps = loaded.config.eval_steps if args.adapt_steps is None else args.adapt_steps
-        with console.status(f"adapting to {args.split} task {args.task} ({steps} steps)"):
+        trained = loaded.algo.trained_steps
+        steps = trained if args.adapt_steps is None else args.adapt_steps
+        unit = "adaptation step" if loaded.algo.curve_x == "adapt_step" else "episode"
+        why = "as trained" if args.adapt_steps is None else f"trained with {trained}"
+        console.print(
+            f"adapting to {args.split} task {args.task}: {steps} {unit}{'s' if steps != 1 else ''} ({why})",
+            highlight=False,
+        )
+        with console.status(f"adapting to {args.split} task {args.task}"):
             rec = record(loaded, task, steps, seed=args.seed)
     for label, rewards in zip(rec.labels, rec.rewards):
         console.print(f"{label}: return {float(rewards.sum()):.1f}", highlight=False)
@@ -403,7 +420,10 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", type=int, default=0, help="index of the task in the split (default: 0)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
     p.add_argument(
-        "--adapt-steps", type=int, default=None, help="adaptation steps (default: the run's eval_steps)"
+        "--adapt-steps",
+        type=int,
+        default=None,
+        help="adaptation steps, or episodes before the shown one for RL2 (default: as the run was trained)",
     )
     p.add_argument(
         "--video", metavar="OUT.mp4", help="render headless to an MP4 instead of opening the viewer"

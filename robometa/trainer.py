@@ -79,19 +79,24 @@ class Trainer:
         """A new run. Everything is validated before the directory is created."""
         run = check_new(run_dir)
         trainer = cls(config, run, None)  # builds family, device, algorithm: may raise
-        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        # config.yaml first: from the moment it exists the run can be resumed.
         atomic_write_text(run.config, config_to_yaml(config))
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
         trainer._open_writer(new=True)
         return trainer
 
     @classmethod
     def resume(cls, run_dir: str | Path, changes: dict[str, Any] | None = None) -> Trainer:
-        """Continue a run from ``checkpoints/latest.pt``; only the ``RESUMABLE_CHANGES`` settings may change."""
+        """Continue a run from ``checkpoints/latest.pt``; only the ``RESUMABLE_CHANGES`` settings may change.
+
+        A run killed before its first checkpoint starts again from iteration 0, which
+        is exact: the config's seed defines everything the first iteration does.
+        """
         run = check_resumable(run_dir)
         saved = read_yaml(run.config, "run config")
         config = build_config(saved)
-        checkpoint = load_checkpoint(run.latest)
-        if checkpoint.get("config") != _comparable(config_to_dict(config)):
+        checkpoint = load_checkpoint(run.latest) if run.latest.is_file() else None
+        if checkpoint is not None and checkpoint.get("config") != _comparable(config_to_dict(config)):
             raise RobometaError(
                 f"{run.config} does not match the run's checkpoint (was it edited?); cannot resume"
             )
@@ -104,11 +109,13 @@ class Trainer:
         trainer = cls(config, run, checkpoint)
         if config != build_config(saved):
             atomic_write_text(run.config, config_to_yaml(config))
-        trainer._open_writer(new=False)
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        trainer._open_writer(new=checkpoint is None)
         return trainer
 
     def _open_writer(self, new: bool) -> None:
-        self.writer = RunWriter(self.run.path, purge_step=None if new else self.start_iteration)
+        # purge_step hides what an interrupted attempt logged past the iteration we start at.
+        self.writer = RunWriter(self.run.path, purge_step=self.start_iteration)
         if new:
             # The HPARAMS tab's metrics: the held-out return before and after adapting,
             # under the tag names this learner's curves will have.
@@ -119,7 +126,7 @@ class Trainer:
             ]
             metrics = dict.fromkeys(tags, 0.0)
             self.writer.start(self.algo.hparams(), metrics, config_to_yaml(self.config))
-        else:  # drop curve records logged after the checkpoint we resume from
+        if self.run.curves.is_file():  # drop curve records logged after the checkpoint we start from
             records = [r for r in self.curves() if r["iteration"] < self.start_iteration]
             atomic_write_text(self.run.curves, "".join(json.dumps(r) + "\n" for r in records))
 

@@ -1,6 +1,6 @@
 """Sampling throughput, side by side in one process: robometa vs the usual ways.
 
-For one family and one 2x100 tanh Gaussian policy (the MAML paper's), measures
+For one family and one 2x100 tanh Gaussian policy (the default ``GaussianMLPPolicy``), measures
 env-steps/s of
 
   (a) open-loop ``mujoco.rollout`` of the same models (no policy): the ceiling;
@@ -17,6 +17,7 @@ and the simulator share 2 cores).
     python scripts/bench_sampler.py                       # cheetah-vel
     python scripts/bench_sampler.py --family cheetah-dir --out bench.json
     python scripts/bench_sampler.py --family all          # every registered family
+    python scripts/bench_sampler.py --family cheetah-terrain --family-kwargs '{"height_scan": true}'
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def closed_loop_vector_env(venv, policy, steps: int, seed: int | None) -> float:
 
 
 def bench_family(name: str, args, policy_seed: int = 0) -> dict:
-    family = make_family(name)
+    family = make_family(name, **args.family_kwargs)
     tasks = family.split_tasks("train", seed=args.seed, n=args.tasks)
     if len(tasks) < args.tasks:  # families with few tasks (cheetah-dir): repeat them
         tasks = [tasks[i % len(tasks)] for i in range(args.tasks)]
@@ -112,7 +113,7 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     results["robometa_sampler"] = robometa_sampler(family, tasks, args.episodes, horizon, policy, args.seed)
 
     def facade(i: int):
-        return lambda: gym.make(family.env_id, task=tasks[i % len(tasks)])
+        return lambda: gym.make(family.env_id, task=tasks[i % len(tasks)], **args.family_kwargs)
 
     sync = gym.vector.SyncVectorEnv([facade(i) for i in range(args.vec_envs)])
     results["gym_sync_vector_env"] = closed_loop_vector_env(sync, policy, args.vec_steps, args.seed)
@@ -144,6 +145,7 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     ours = results["robometa_sampler"]
     return {
         "family": name,
+        "family_kwargs": args.family_kwargs,
         "envs": envs_total,
         "horizon": horizon,
         "vec_envs": args.vec_envs,
@@ -154,8 +156,10 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
 
 def print_table(report: dict) -> None:
     ours = report["steps_per_s"]["robometa_sampler"]
+    options = f" {json.dumps(report['family_kwargs'])}" if report["family_kwargs"] else ""
     print(
-        f"\n{report['family']}: {report['envs']} envs x {report['horizon']} steps (vector envs: {report['vec_envs']})"
+        f"\n{report['family']}{options}: {report['envs']} envs x {report['horizon']} steps "
+        f"(vector envs: {report['vec_envs']})"
     )
     print(f"{'contender':<24}{'env-steps/s':>14}{'robometa / it':>16}")
     for k, v in report["steps_per_s"].items():
@@ -173,8 +177,16 @@ def main(argv=None) -> int:
     p.add_argument("--vec-steps", type=int, default=8000, help="env-steps measured for vector envs")
     p.add_argument("--skip-async", action="store_true", help="skip AsyncVectorEnv")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--family-kwargs",
+        type=json.loads,
+        default={},
+        help='family options as a JSON object, e.g. \'{"height_scan": true}\'',
+    )
     p.add_argument("--out", default="bench_sampler.json", help="JSON output path")
     args = p.parse_args(argv)
+    if not isinstance(args.family_kwargs, dict):
+        p.error("--family-kwargs must be a JSON object")
     names = family_names() if args.family == "all" else [args.family]
     try:
         reports = [bench_family(n, args) for n in names]

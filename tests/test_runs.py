@@ -80,8 +80,9 @@ def test_run_dir_checks_write_nothing(tmp_path):
     with pytest.raises(RobometaError, match="not a robometa run"):
         check_resumable(tmp_path / "used")
     atomic_write_text(tmp_path / "used" / "config.yaml", "algo: maml-trpo\n")
-    with pytest.raises(RobometaError, match="no checkpoint"):
-        check_resumable(tmp_path / "used")
+    # a run killed before its first checkpoint resumes from iteration 0
+    assert check_resumable(tmp_path / "used").path == tmp_path / "used"
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["config.yaml", "x"]
 
 
 # ------------------------------------------------------------------ configs

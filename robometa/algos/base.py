@@ -74,6 +74,13 @@ class Algorithm(Protocol):
     name: str
     curve_x: str  # one of CURVE_AXES: what the steps of this learner's curves count
 
+    @property
+    def trained_steps(self) -> int:
+        """The amount of adaptation meta-training taught: gradient steps (MAML's
+        ``inner_steps``) or episodes seen before the last episode of a trial (RL²:
+        ``episodes_per_trial - 1``). ``evaluate`` and ``replay`` adapt this far unless
+        told otherwise."""
+
     def iteration(self, tasks: Sequence[Task]) -> IterationResult:
         """Sample, adapt and meta-update on one meta-batch of training tasks."""
 

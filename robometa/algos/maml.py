@@ -15,8 +15,10 @@ One meta-iteration on M tasks:
      Fisher being the Hessian of the mean KL between the adapted policies before
      and after the update; backtracking line search that re-adapts, re-evaluates
      the surrogate and enforces ``max_kl``;
-   * ``maml-ppo``: several Adam epochs on the clipped surrogate of the adapted
-     policies (ProMP's outer objective, Rothfuss et al., 2019).
+   * ``maml-ppo``: several Adam epochs on PPO's clipped surrogate of the adapted
+     policies, with ProMP's clip / epochs / learning rate (Rothfuss et al., 2019).
+     It is not ProMP: the inner step stays MAML's score-function gradient (ProMP
+     uses its LVC objective there) and the inner update carries no KL penalty.
 
 Inner loss per task: ``-mean_t log pi_phi(a_t|s_t) A_t`` over valid steps, with
 advantages from GAE(gamma, lambda) on the per-task linear baseline, normalized per
@@ -276,6 +278,11 @@ class MAML:
             self.optimizer = torch.optim.Adam(self.meta_parameters(), lr=config.outer_lr)
 
     # ---------------------------------------------------------------- parameters
+    @property
+    def trained_steps(self) -> int:
+        """Inner gradient steps of meta-training (``inner_steps``)."""
+        return int(self.config.inner_steps)
+
     @property
     def learner_threads(self) -> int | None:
         """Torch threads of the inner and outer loops (``None``: leave torch's setting, always so off CPU)."""

@@ -230,6 +230,11 @@ class RL2:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.shuffle = torch.Generator().manual_seed(int(seed) + SHUFFLE_SEED_OFFSET)
 
+    @property
+    def trained_steps(self) -> int:
+        """Episodes before the last one of a training trial (``episodes_per_trial - 1``)."""
+        return int(self.config.episodes_per_trial) - 1
+
     # ---------------------------------------------------------------- sampling
     def sample(self, sampler: TrialSampler, tasks: Sequence[Task], episodes: int) -> TrialBatch:
         cfg = self.config

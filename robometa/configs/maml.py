@@ -31,7 +31,8 @@ class MAMLConfig:
     hidden: tuple[int, ...] = (100, 100)
     """Hidden layer widths of the Gaussian MLP policy (paper: 2 x 100)."""
     activation: str = "tanh"
-    """Hidden activation: tanh | relu | elu."""
+    """Hidden activation: tanh | relu | elu (the MAML paper used relu; tanh is the
+    default the README's results were measured with)."""
     init_std: float = 1.0
     """Initial action standard deviation."""
 
@@ -96,7 +97,8 @@ class MAMLTRPOConfig(MAMLConfig):
 
 @dataclass(frozen=True)
 class MAMLPPOConfig(MAMLConfig):
-    """MAML with a clipped-surrogate (PPO) meta-update, as in ProMP (Rothfuss et al., 2019)."""
+    """MAML with a clipped-surrogate (PPO) meta-update and ProMP's outer-loop settings
+    (Rothfuss et al., 2019); the inner loop is MAML's, not ProMP's LVC objective."""
 
     clip_eps: float = 0.3
     """Likelihood-ratio clip range of the outer objective (ProMP: 0.3)."""

@@ -83,6 +83,16 @@ def run_policy_episodes(family: TaskFamily, task: Task, act, episodes: int, hori
     return float(out["returns"].mean()), float(out["success"].mean())
 
 
+def minibatch_size(budget: int) -> int:
+    """PPO's mini-batch size for a rollout of ``budget`` steps: about 64 per 1000 steps,
+    moved to a divisor of ``budget`` so that every mini-batch is whole (SB3 warns about
+    a truncated last mini-batch otherwise): the largest divisor down to half the target,
+    else the smallest one above it."""
+    target = min(64 * max(1, budget // 1000), budget)
+    below = [d for d in range(target // 2 + 1, target + 1) if budget % d == 0]
+    return max(below) if below else min(d for d in range(target, budget + 1) if budget % d == 0)
+
+
 def ppo_from_scratch(
     family: TaskFamily,
     tasks: Sequence[Task],
@@ -110,7 +120,7 @@ def ppo_from_scratch(
                 "MlpPolicy",
                 env,
                 n_steps=budget,
-                batch_size=min(64 * max(1, budget // 1000), budget),
+                batch_size=minibatch_size(budget),
                 seed=int(seed),
                 device="cpu",
                 verbose=0,

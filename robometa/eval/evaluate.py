@@ -165,6 +165,10 @@ def evaluate(
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate one run (plus baselines) or compare several runs of one family.
 
+    ``steps`` (``None``: each learner's ``trained_steps``, the adaptation meta-training
+    taught it) is the number of adaptation steps (MAML) or extra episodes of a trial
+    (RL²) after step 0; the baselines follow the first run's.
+
     Writes ``<first run>/eval/<name>/`` (or ``out_dir``) and returns it with the summary.
     """
     if not run_dirs:
@@ -181,16 +185,19 @@ def evaluate(
             f"runs of different families cannot share held-out tasks: {', '.join(sorted(families))}"
         )
     first = loaded[0]
-    if steps is None:
-        steps = first.config.eval_steps
-    if steps < 0:
+    # Without --adapt-steps / --episodes every learner adapts as far as meta-training
+    # taught it (MAML: its inner steps; RL²: its trial length), whatever else is compared.
+    steps_rule = "trained" if steps is None else "given"
+    if steps is not None and steps < 0:
         raise RobometaError(f"--adapt-steps / --episodes must be >= 0, got {steps}")
+    run_steps = [lr.algo.trained_steps if steps is None else steps for lr in loaded]
+    steps = run_steps[0]
     tasks = held_out_tasks(first, split, n_tasks)
     t0 = time.perf_counter()
     methods = []
     names_seen: dict[str, int] = {}
-    for lr in loaded:
-        m = learner_result(lr, tasks, steps, seeds)
+    for lr, k in zip(loaded, run_steps):
+        m = learner_result(lr, tasks, k, seeds)
         if len(loaded) > 1:  # several runs: name them by directory
             m.name = f"{m.name} ({lr.path.name})"
         names_seen[m.name] = names_seen.get(m.name, 0) + 1
@@ -207,6 +214,7 @@ def evaluate(
         "split_seed": first.config.split_seed,
         "tasks": [t.to_dict() for t in tasks],
         "steps": steps,
+        "steps_rule": steps_rule,  # "trained": each learner's own trained adaptation; "given": the user's
         "episodes_per_step": episodes,
         "horizon": horizon,
         "seeds": list(seeds),

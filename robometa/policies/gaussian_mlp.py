@@ -1,6 +1,7 @@
 """Gaussian MLP policy, evaluable with explicit (fast) weights.
 
-The mean is an MLP (default 2x100 tanh, the MAML paper's policy); the log standard
+The mean is an MLP (default 2x100, the MAML paper's sizes, with tanh where the paper
+used ReLU); the log standard
 deviation is a state-independent parameter vector. Every forward can run with the
 module's own parameters or with an explicit parameter dict through
 ``torch.func.functional_call``, so MAML can differentiate through adapted weights;

@@ -58,10 +58,18 @@ def default_run_path(algo: str, family: str, root: str | Path = DEFAULT_ROOT) ->
     return path
 
 
+def _holds_files(path: Path) -> bool:
+    """Whether a directory holds any file other than an interrupted atomic write's temporary."""
+    return any(
+        p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in path.rglob("*")
+    )
+
+
 def check_new(path: str | Path) -> RunDir:
-    """A run directory that can be created: absent or empty. Writes nothing."""
+    """A run directory that can be created: absent, or holding no file (a run killed
+    while being created leaves at most empty folders and temporaries). Writes nothing."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and (not path.is_dir() or _holds_files(path)):
         raise RobometaError(
             f"run directory {str(path)!r} already exists; continue it with --resume {path} or pick another --run-dir"
         )
@@ -69,12 +77,11 @@ def check_new(path: str | Path) -> RunDir:
 
 
 def check_resumable(path: str | Path) -> RunDir:
-    """A run directory that holds a config and a latest checkpoint. Writes nothing."""
+    """A run directory that holds a config (a run killed before its first checkpoint
+    has no ``latest.pt`` and resumes from iteration 0). Writes nothing."""
     run = RunDir(Path(path))
     if not run.path.is_dir():
         raise RobometaError(f"run directory {str(run.path)!r} not found")
     if not run.config.is_file():
         raise RobometaError(f"{str(run.path)!r} is not a robometa run (no config.yaml)")
-    if not run.latest.is_file():
-        raise RobometaError(f"run {str(run.path)!r} has no checkpoint to resume from ({run.latest} missing)")
     return run

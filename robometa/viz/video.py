@@ -24,28 +24,42 @@ def concat(clips: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(list(clips), axis=0)
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
-    """Write ``frames (T, H, W, 3) uint8`` to ``.mp4`` (H.264) or ``.gif``; atomic.
+VIDEO_EXTRA_HINT = "pip install 'robometa[video]' (in a checkout: pip install -e '.[video]')"
 
-    The file appears under its name only once complete (written beside it, then
-    renamed), so an interrupted write never leaves a truncated video.
-    """
+
+def check_video_path(path: str | Path) -> Path:
+    """Raise :class:`RobometaError` unless ``path`` can be written: a known suffix, and
+    for MP4 the ``video`` extra installed. Cheap; call it before any long work."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise RobometaError(
             f"unsupported video file {path.name!r}; valid suffixes: {', '.join(VIDEO_SUFFIXES)}"
         )
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise RobometaError(f"writing MP4 needs imageio-ffmpeg: {VIDEO_EXTRA_HINT}") from None
+    return path
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
+    """Write ``frames (T, H, W, 3) uint8`` to ``.mp4`` (H.264) or ``.gif``; atomic.
+
+    The file appears under its name only once complete (written beside it, then
+    renamed), so an interrupted write never leaves a truncated video.
+    """
+    path = check_video_path(path)
+    suffix = path.suffix.lower()
     frames = np.asarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"frames must be (T, H, W, 3) with T >= 1, got {frames.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{suffix}")
     if suffix == ".mp4":
-        try:
-            import imageio_ffmpeg
-        except ImportError:
-            raise RobometaError("writing MP4 needs imageio-ffmpeg: pip install 'robometa[video]'") from None
+        import imageio_ffmpeg
+
         # H.264 wants even sizes; pad by one pixel rather than resample.
         h, w = frames.shape[1:3]
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
