@@ -363,7 +363,6 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from robometa.eval.evaluate import load_run
     from robometa.viz.replay import pick_task, record, show_in_viewer, write_replay_video
-
     from robometa.viz.video import check_video_path
 
     out = args.video or args.gif
