@@ -144,6 +144,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         changes = parse_overrides(args.overrides)
         if args.device is not None:
             changes["device"] = args.device
+        done, planned = Trainer.check_resume(args.resume, changes)
+        if "iterations" not in changes and done >= planned:
+            console.print(
+                f"run {args.resume} is finished ({done}/{planned} iterations); to train it longer: "
+                f"robometa train --resume {args.resume} iterations={2 * planned}",
+                highlight=False,
+            )
+            return 0
         trainer = Trainer.resume(args.resume, changes)
         console.print(
             f"resuming [bold]{trainer.run.path}[/] at iteration {trainer.start_iteration}", highlight=False

@@ -92,10 +92,35 @@ class Trainer:
         A run killed before its first checkpoint starts again from iteration 0, which
         is exact: the config's seed defines everything the first iteration does.
         """
+        run, saved, config, checkpoint = cls._resume_point(run_dir, changes)
+        trainer = cls(config, run, checkpoint)
+        if config != build_config(saved):
+            atomic_write_text(run.config, config_to_yaml(config))
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        trainer._open_writer(new=checkpoint is None)
+        return trainer
+
+    @classmethod
+    def check_resume(cls, run_dir: str | Path, changes: dict[str, Any] | None = None) -> tuple[int, int]:
+        """Validate a resume as :meth:`resume` would; returns ``(done, planned)``
+        iterations (planned after ``changes``). Writes nothing."""
+        _, _, config, checkpoint = cls._resume_point(run_dir, changes)
+        return (0 if checkpoint is None else int(checkpoint["iteration"])), config.iterations
+
+    @staticmethod
+    def _resume_point(run_dir, changes):
         run = check_resumable(run_dir)
         saved = read_yaml(run.config, "run config")
         config = build_config(saved)
-        checkpoint = load_checkpoint(run.latest) if run.latest.is_file() else None
+        if run.latest.is_file():
+            checkpoint = load_checkpoint(run.latest)
+        elif run.checkpoints.is_dir() and any(run.checkpoints.glob("*.pt")):
+            raise RobometaError(
+                f"run {str(run.path)!r} has no checkpoint to resume from ({run.latest} missing)"
+            )
+        else:  # killed before its first checkpoint: starts again from iteration 0
+            checkpoint = None
+        done = 0 if checkpoint is None else int(checkpoint.get("iteration", 0))
         if checkpoint is not None and checkpoint.get("config") != _comparable(config_to_dict(config)):
             raise RobometaError(
                 f"{run.config} does not match the run's checkpoint (was it edited?); cannot resume"
@@ -106,12 +131,12 @@ class Trainer:
                     f"cannot change {key!r} when resuming (only {', '.join(RESUMABLE_CHANGES)}); start a new run instead"
                 )
             config = build_config({**config_to_dict(config), key: value})
-        trainer = cls(config, run, checkpoint)
-        if config != build_config(saved):
-            atomic_write_text(run.config, config_to_yaml(config))
-        run.checkpoints.mkdir(parents=True, exist_ok=True)
-        trainer._open_writer(new=checkpoint is None)
-        return trainer
+        if config.iterations < done:
+            raise RobometaError(
+                f"run {str(run.path)!r} has done {done} iterations, more than iterations={config.iterations}; "
+                f"to train longer give iterations > {done}"
+            )
+        return run, saved, config, checkpoint
 
     def _open_writer(self, new: bool) -> None:
         # purge_step hides what an interrupted attempt logged past the iteration we start at.

@@ -168,7 +168,7 @@ def test_cli_train_tiny_run_prints_where_logs_are(tmp_path, capsys):
         (["inner_rate=0.1"], "unknown config key in overrides 'inner_rate'"),
         (["inner_lr=fast"], "inner_lr must be a number"),
         (["hidden=[8, 1.5]"], "hidden[1] must be an integer"),
-        (["iterations=-1"], "iterations must be >= 0"),
+        (["iterations=0"], "iterations must be >= 1"),
         (["--config", "missing.yaml"], "config file 'missing.yaml' not found"),
     ],
 )

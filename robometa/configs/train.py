@@ -46,8 +46,8 @@ class TrainConfig:
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = []
-        if self.iterations < 0:
-            out.append(f"iterations must be >= 0, got {self.iterations}")
+        if self.iterations < 1:
+            out.append(f"iterations must be >= 1, got {self.iterations}")
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
