@@ -154,7 +154,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 0
         trainer = Trainer.resume(args.resume, changes)
         console.print(
-            f"resuming [bold]{trainer.run.path}[/] at iteration {trainer.start_iteration}", highlight=False
+            f"resuming [bold]{trainer.run.path}[/] at iteration {trainer.start_iteration}, "
+            f"{_horizon_note(trainer)}",
+            highlight=False,
         )
     else:
         from robometa.configs import resolve_config
@@ -173,7 +175,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer.create(cfg, path)
         console.print(
             f"training [bold]{cfg.algo}[/] on [bold]{cfg.family}[/] for {cfg.iterations} iterations "
-            f"(device {trainer.device})",
+            f"(device {trainer.device}), {_horizon_note(trainer)}",
             highlight=False,
         )
     run_path = trainer.run.path
@@ -187,8 +189,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _horizon_note(trainer) -> str:
+    """The episode length a run uses, and whether its preset shortened the family's."""
+    used, native = trainer.algo.horizon, trainer.family.horizon
+    if used == native:
+        return f"episodes of {used} steps (the family's horizon)"
+    return f"episodes of {used} steps (shortened from the family's {native} by the settings)"
+
+
+def _iteration_status(p) -> str:
+    curve = p.result.curve.return_mean
+    status = (
+        f"pre {curve[0]:8.1f}  post {curve[-1]:8.1f}  "
+        f"{p.result.metrics.get('sim/steps_per_s', 0.0):7.0f} steps/s"
+    )
+    if p.test_curve is not None:
+        status += f"  test {p.test_curve.return_mean[0]:.1f} -> {p.test_curve.return_mean[-1]:.1f}"
+    return status
+
+
 def _train_with_progress(trainer, console) -> dict:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A live bar with an ETA on a terminal; one plain line per iteration otherwise
+    (a log file or a pipe), so a redirected run is never silent."""
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    total, start = trainer.config.iterations, trainer.start_iteration
+    if not console.is_terminal:
+        t0 = time.perf_counter()
+
+        def line(p) -> None:
+            done = p.iteration + 1
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / (done - start) * (total - done)
+            console.print(
+                f"iteration {done}/{total}  {_iteration_status(p)}  "
+                f"{elapsed:.0f} s elapsed, about {_duration(eta)} left",
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.file.flush()
+
+        return trainer.train(callback=line)
 
     columns = (
         TextColumn("iteration"),
@@ -196,23 +246,25 @@ def _train_with_progress(trainer, console) -> dict:
         BarColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(
-            "train", total=trainer.config.iterations, completed=trainer.start_iteration, status="sampling..."
-        )
+        task = bar.add_task("train", total=total, completed=start, status="sampling...")
 
         def update(p) -> None:
-            curve = p.result.curve.return_mean
-            status = (
-                f"pre {curve[0]:8.1f}  post {curve[-1]:8.1f}  "
-                f"{p.result.metrics.get('sim/steps_per_s', 0.0):7.0f} steps/s"
-            )
-            if p.test_curve is not None:
-                status += f"  test {p.test_curve.return_mean[0]:.1f} -> {p.test_curve.return_mean[-1]:.1f}"
-            bar.update(task, completed=p.iteration + 1, status=status)
+            bar.update(task, completed=p.iteration + 1, status=_iteration_status(p))
 
         return trainer.train(callback=update)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _print_summary(console, summary: dict) -> None:

@@ -73,6 +73,7 @@ class Algorithm(Protocol):
 
     name: str
     curve_x: str  # one of CURVE_AXES: what the steps of this learner's curves count
+    horizon: int  # control steps per episode this learner samples (its config's, else the family's)
 
     @property
     def trained_steps(self) -> int:
