@@ -45,7 +45,11 @@ def add_markers(scene: mujoco.MjvScene, markers: Sequence[Marker]) -> None:
 
 
 def caption(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """Return a copy of ``frame (H, W, 3) uint8`` with text lines in a dark band on top."""
+    """Return a copy of ``frame (H, W, 3) uint8`` with text lines in a dark band on top.
+
+    A line wider than the frame is wrapped at spaces (or cut where it has none), so
+    no text runs off the edge.
+    """
     from PIL import Image, ImageDraw, ImageFont
 
     img = Image.fromarray(frame)
@@ -55,11 +59,36 @@ def caption(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
         font = ImageFont.load_default()
+    lines = [
+        part
+        for line in lines
+        for part in _wrap(line, lambda t: draw.textlength(t, font=font), frame.shape[1] - 12)
+    ]
     band = (size + 4) * len(lines) + 6
     draw.rectangle([0, 0, frame.shape[1], band], fill=(0, 0, 0, 150))
     for i, line in enumerate(lines):
         draw.text((6, 4 + i * (size + 4)), line, fill=(255, 255, 255, 255), font=font)
     return np.asarray(img)
+
+
+def _wrap(line: str, width_of, max_width: float) -> list[str]:
+    """Split ``line`` into pieces no wider than ``max_width`` (as measured by ``width_of``)."""
+    out: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if width_of(candidate) <= max_width:
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        while width_of(word) > max_width and len(word) > 1:  # a word wider than the frame
+            cut = max(1, int(len(word) * max_width / width_of(word)))
+            out.append(word[:cut])
+            word = word[cut:]
+        current = word
+    out.append(current)
+    return out
 
 
 class StateRenderer:

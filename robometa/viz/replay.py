@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from robometa.errors import RobometaError
-from robometa.tasks.base import Task, TaskFamily, check_split
+from robometa.tasks.base import Task, TaskFamily
 
 
 @dataclass
@@ -31,8 +31,7 @@ class Recording:
 
 def pick_task(family: TaskFamily, split: str, index: int, split_seed: int) -> Task:
     """Task ``index`` of the run's fixed split, with a clear error when out of range."""
-    check_split(split)
-    size = family.n_train if split == "train" else family.n_test
+    size = family.split_size(split)
     if not 0 <= index < size:
         raise RobometaError(
             f"--task {index} is out of range for the {split} split of {family.name}; valid: 0..{size - 1}"
@@ -104,14 +103,34 @@ def from_evaluation(eval_dir: str | Path, index: int, steps: int | None = None) 
     )
 
 
+def success_so_far(rec: Recording, i: int) -> np.ndarray:
+    """``(T+1,)`` bool: whether episode ``i`` has succeeded at any state up to each one
+    (success means any step, as in evaluation); all False where the family has none."""
+    from robometa.sim.batch_sim import BatchSim
+
+    states = rec.states[i]
+    if not rec.family.has_success:
+        return np.zeros(len(states), dtype=bool)
+    sim = BatchSim(rec.family, [rec.task], seeds=None, nthread=0)
+    hit = np.zeros(len(states), dtype=bool)
+    for t, state in enumerate(states):
+        sim.set_state(state[None])
+        hit[t] = bool(rec.family.success(sim.state, sim.sensordata, sim.params)[0])
+    return np.logical_or.accumulate(hit)
+
+
 def _captions(rec: Recording, i: int) -> list[list[str]]:
+    from robometa.viz.task_grid import task_caption
+
     cum = np.concatenate([[0.0], np.cumsum(rec.rewards[i])])
-    task = ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in rec.task.to_dict().items()
-        if not isinstance(v, (dict, list))
-    )
-    return [[f"{rec.labels[i]}   return so far {cum[t]:.1f}", task[:80]] for t in range(len(rec.states[i]))]
+    task = task_caption(rec.task, max_lines=4)
+    if not rec.family.has_success:
+        return [[f"{rec.labels[i]}   return so far {cum[t]:.1f}", *task] for t in range(len(rec.states[i]))]
+    done = success_so_far(rec, i)
+    return [
+        [f"{rec.labels[i]}   return so far {cum[t]:.1f}   success: {'yes' if done[t] else 'not yet'}", *task]
+        for t in range(len(rec.states[i]))
+    ]
 
 
 def write_replay_video(

@@ -39,9 +39,15 @@ def task_caption(task: Task, max_lines: int = 3) -> list[str]:
     return lines[:max_lines]
 
 
+OVERVIEW_CAMERA = "front"  # a fixed camera our own scenes (the arm's table) declare for an overview
+
+
 def _camera(
     model: mujoco.MjModel, data: mujoco.MjData, body: int, distance: float | None
-) -> mujoco.MjvCamera:
+) -> mujoco.MjvCamera | int:
+    overview = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, OVERVIEW_CAMERA)
+    if overview >= 0 and distance is None:
+        return overview  # table-top scenes: the scene's own framing, as in the README images
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     # Look a little ahead (+x, where the robots run). Planar robots (no free joint)
