@@ -54,7 +54,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="robometa task families")
-    for col in ("family", "gymnasium id", "obs", "act", "horizon", "dt (s)", "train", "test", "success"):
+    columns = ("family", "gymnasium id", "obs", "act", "horizon", "dt (s)", "train", "val", "test", "success")
+    for col in columns:
         table.add_column(col, no_wrap=True)
     for i in infos:
         table.add_row(
@@ -65,6 +66,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
             str(i.horizon),
             f"{i.dt:g}",
             str(i.n_train),
+            str(i.n_val),
             str(i.n_test),
             "yes" if i.has_success else "-",
         )
@@ -73,6 +75,9 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     console.print("held-out test splits:")
     for i in infos:
         console.print(f"  {i.name}: {i.heldout}", highlight=False)
+    console.print("validation splits (what chooses checkpoints/best.pt):")
+    for i in infos:
+        console.print(f"  {i.name}: {i.validation}", highlight=False)
     return 0
 
 
@@ -171,11 +176,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
         )
+        from robometa.configs.loader import family_preset_path
+
         path = args.run_dir or default_run_path(cfg.algo, cfg.family)
         trainer = Trainer.create(cfg, path)
+        preset = args.preset or "quick"
+        tuned = family_preset_path(cfg.algo, preset, cfg.family)
         console.print(
             f"training [bold]{cfg.algo}[/] on [bold]{cfg.family}[/] for {cfg.iterations} iterations "
-            f"(device {trainer.device}), {_horizon_note(trainer)}",
+            f"(device {trainer.device}), {_horizon_note(trainer)}; preset {preset}"
+            + (f" with {cfg.family}'s own tuning ({preset}/{tuned.name})" if tuned else ""),
             highlight=False,
         )
     run_path = trainer.run.path
@@ -203,6 +213,8 @@ def _iteration_status(p) -> str:
         f"pre {curve[0]:8.1f}  post {curve[-1]:8.1f}  "
         f"{p.result.metrics.get('sim/steps_per_s', 0.0):7.0f} steps/s"
     )
+    if p.val_curve is not None:
+        status += f"  val {p.val_curve.return_mean[0]:.1f} -> {p.val_curve.return_mean[-1]:.1f}"
     if p.test_curve is not None:
         status += f"  test {p.test_curve.return_mean[0]:.1f} -> {p.test_curve.return_mean[-1]:.1f}"
     return status
@@ -270,7 +282,12 @@ def _duration(seconds: float) -> str:
 def _print_summary(console, summary: dict) -> None:
     from rich.table import Table
 
-    for key, title in (("train_curve", "last training meta-batch"), ("test_curve", "held-out test tasks")):
+    titles = (
+        ("train_curve", "last training meta-batch"),
+        ("val_curve", "validation tasks (choose best.pt)"),
+        ("test_curve", "held-out test tasks (for watching)"),
+    )
+    for key, title in titles:
         curve = summary.get(key)
         if not curve:
             continue
@@ -289,6 +306,12 @@ def _print_summary(console, summary: dict) -> None:
                 row.append(f"{curve['success_mean'][i]:.2f}")
             table.add_row(*row)
         console.print(table)
+    if summary.get("best_iteration") is not None:
+        console.print(
+            f"best.pt: iteration {summary['best_iteration']}, {summary['selection_metric']} "
+            f"{summary['best_val_return']:.2f}",
+            highlight=False,
+        )
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
@@ -305,7 +328,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algo", help=f"meta-learner: {' | '.join(algorithm_names())} (default maml-trpo)")
     p.add_argument("--family", help="task family (see `robometa tasks`; default cheetah-vel)")
     p.add_argument(
-        "--preset", help="quick (a few minutes on a laptop CPU) | paper (the MAML paper's settings)"
+        "--preset",
+        help="quick (a few minutes on a laptop CPU) | paper (the papers' settings); a family with its own "
+        "tuning of the preset (robometa/configs/presets/ALGO/PRESET/FAMILY.yaml) gets it on top",
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings (applied over the preset)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -378,6 +403,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             cells.append(cell)
         table.add_row(name, *cells)
     console.print(table)
+    for info in summary["settings"]["checkpoints"]:
+        console.print(_checkpoint_line(info), highlight=False)
     console.print(
         f"wrote {out}/summary.json, curves.csv, per_task.csv, curves.png and TensorBoard events",
         highlight=False,
@@ -385,14 +412,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_line(info: dict) -> str:
+    """Which checkpoint of a run was used and how it had been chosen, in one line."""
+    sel = info["selection"]
+    how = (
+        f"chosen on {sel.get('split')} by {sel.get('metric')}"
+        if sel.get("rule") == "best"
+        else "the last one written"
+    )
+    line = f"{info['run']}: checkpoint {info['checkpoint']} (iteration {info['iteration']}, {how})"
+    if "instead_of_best" in sel:
+        line += f"; not best: {sel['instead_of_best']}"
+    return line
+
+
+CHECKPOINT_HELP = (
+    "best (chosen on the validation split) or latest; default: best, or latest where the run "
+    "has no best or its best was chosen on the evaluated tasks (best is refused there)"
+)
+
+
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
     from robometa.eval.evaluate import BASELINES, CHECKPOINTS, DEFAULT_BASELINES
+    from robometa.tasks.base import SPLITS
 
     p = sub.add_parser("evaluate", help="adapt trained runs to held-out tasks, against baselines")
     p.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR", help="one run, or several to compare on one plot"
     )
-    p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
     p.add_argument("--tasks", type=int, default=None, help="number of tasks (default: the run's eval_tasks)")
     p.add_argument(
         "--adapt-steps",
@@ -412,16 +460,14 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
         default=",".join(DEFAULT_BASELINES),
         help=f"comma-separated subset of {', '.join(BASELINES)} ('' for none; default: {','.join(DEFAULT_BASELINES)})",
     )
-    p.add_argument(
-        "--checkpoint", choices=CHECKPOINTS, default="best", help="which checkpoint (default: best)"
-    )
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=None, help=CHECKPOINT_HELP)
     p.add_argument("--name", default=None, help="report name under RUN_DIR/eval/ (default: <split>-<time>)")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
     p.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from robometa.eval.evaluate import load_run
+    from robometa.eval.evaluate import load_run, open_run
     from robometa.viz.replay import pick_task, record, show_in_viewer, write_replay_video
     from robometa.viz.video import check_video_path
 
@@ -440,8 +486,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise RobometaError(
                 "give RUN_DIR (to adapt now) or --from-eval EVAL_DIR (to show evaluated episodes)"
             )
-        loaded = load_run(args.run_dir, args.checkpoint, args.device)
-        task = pick_task(loaded.family, args.split, args.task, loaded.config.split_seed)
+        from robometa.tasks import make_family
+
+        config = open_run(args.run_dir)[1]
+        task = pick_task(make_family(config.family), args.split, args.task, config.split_seed)
+        loaded = load_run(args.run_dir, args.checkpoint, args.device, args.split, [task])
+        console.print(_checkpoint_line(loaded.checkpoint_info()), highlight=False)
     if out is None:
         from robometa.viz.viewer import require_display
 
@@ -469,6 +519,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def register_replay(sub: argparse._SubParsersAction) -> None:
+    from robometa.eval.evaluate import CHECKPOINTS
+    from robometa.tasks.base import SPLITS
+
     p = sub.add_parser("replay", help="adapt to one task and show the policy before and after")
     p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="the run to adapt (not with --from-eval)")
     p.add_argument(
@@ -477,7 +530,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
         help="show the episodes `robometa evaluate` recorded (RUN_DIR/eval/<name>), exactly, without re-adapting",
     )
     p.add_argument("--task", type=int, default=0, help="index of the task in the split (default: 0)")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="task split (default: test)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
     p.add_argument(
         "--adapt-steps",
         type=int,
@@ -497,7 +550,7 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=480)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation episodes (default: 0)")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=None, help=CHECKPOINT_HELP)
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
     p.set_defaults(func=_cmd_replay)
 

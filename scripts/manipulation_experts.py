@@ -25,8 +25,11 @@ from robometa.tasks.manipulation.families import ManipFamily
 FAMILIES = ("reach", "push", "pick-place", "manip-ml")
 
 
-def run_episodes(family: ManipFamily, tasks: Sequence[Task], seed: int, policy: str) -> dict[str, np.ndarray]:
-    """One episode per task; ``policy`` is ``expert`` or ``random`` (uniform actions).
+def run_episodes(
+    family: ManipFamily, tasks: Sequence[Task], seed: int, policy: str, horizon: int | None = None
+) -> dict[str, np.ndarray]:
+    """One episode per task of ``horizon`` steps (default: the family's); ``policy`` is
+    ``expert`` or ``random`` (uniform actions).
 
     Returns ``success (B,)`` (any step succeeded) and ``final_distance (B,)`` (m).
     """
@@ -37,7 +40,7 @@ def run_episodes(family: ManipFamily, tasks: Sequence[Task], seed: int, policy: 
             return expert_action(family, state, params)
         return rng.uniform(-1.0, 1.0, size=(len(state), family.layout.nu))
 
-    out = episodes(family, tasks, act, seeds=seed)
+    out = episodes(family, tasks, act, seeds=seed, horizon=horizon)
     return {"success": out["success"], "final_distance": out["metrics"]["goal_distance"]}
 
 
@@ -45,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="all", help="a manipulation family, or 'all'")
     parser.add_argument("--seed", type=int, default=0, help="split seed and reset seed")
+    parser.add_argument("--horizon", type=int, help="episode length in steps (default: each family's own)")
     parser.add_argument("--out", help="JSON output path")
     args = parser.parse_args()
     names = FAMILIES if args.family == "all" else (args.family,)
@@ -55,12 +59,13 @@ def main() -> None:
         for split in ("train", "test"):
             tasks = family.split_tasks(split, seed=args.seed)
             t0 = time.perf_counter()
-            expert = run_episodes(family, tasks, args.seed, "expert")
-            random = run_episodes(family, tasks, args.seed, "random")
+            expert = run_episodes(family, tasks, args.seed, "expert", args.horizon)
+            random = run_episodes(family, tasks, args.seed, "random", args.horizon)
             row = {
                 "family": name,
                 "split": split,
                 "tasks": len(tasks),
+                "horizon": args.horizon or family.horizon,
                 "expert_success": float(expert["success"].mean()),
                 "random_success": float(random["success"].mean()),
                 "seconds": time.perf_counter() - t0,

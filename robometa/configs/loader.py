@@ -1,8 +1,10 @@
 """Building a :class:`TrainConfig` from defaults, presets, YAML files and ``key=value``.
 
 Precedence, lowest first: the dataclass defaults, the algorithm's preset
-(``presets/<algo>/<preset>.yaml``), the user's ``--config FILE``, explicit CLI flags
-(``--family``, ``--seed``, ``--device``), then ``key=value`` overrides. Keys of the
+(``presets/<algo>/<preset>.yaml``), the family's tuning of that preset where one
+exists (``presets/<algo>/<preset>/<family>.yaml``), the user's ``--config FILE``,
+explicit CLI flags (``--family``, ``--seed``, ``--device``), then ``key=value``
+overrides. Keys of the
 algorithm section may be written ``algo_params.inner_lr=0.05`` or just
 ``inner_lr=0.05``. Every key and value is checked against the dataclasses' types;
 mistakes raise :class:`RobometaError` naming the valid choices.
@@ -29,6 +31,15 @@ ALGO_SECTION = "algo_params"
 
 def preset_names(algo: str) -> list[str]:
     return sorted(p.stem for p in (PRESET_DIR / algo).glob("*.yaml"))
+
+
+def family_preset_path(algo: str, preset: str, family: str) -> Path | None:
+    """``presets/<algo>/<preset>/<family>.yaml`` when that family has its own tuning of
+    the preset, else ``None``. ``family`` may be a name or a gymnasium id."""
+    from robometa.tasks import family_class
+
+    path = PRESET_DIR / algo / preset / f"{family_class(family).name}.yaml"
+    return path if path.is_file() else None
 
 
 def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
@@ -165,9 +176,17 @@ def resolve_config(
     if preset is not None:
         if preset not in preset_names(algo):
             raise choice_error(f"preset for {algo}", preset, preset_names(algo))
-        _merge(
-            merged, read_yaml(PRESET_DIR / algo / f"{preset}.yaml", "preset"), algo_fields, f"preset {preset}"
-        )
+        base = read_yaml(PRESET_DIR / algo / f"{preset}.yaml", "preset")
+        _merge(merged, base, algo_fields, f"preset {preset}")
+        # The family's own tuning of the preset, once we know which family the run is on.
+        fam = next(
+            (layer["family"] for layer in (over_layer, {"family": family} if family else {}, file_layer, base)
+             if layer.get("family")),
+            TrainConfig.family,
+        )  # fmt: skip
+        tuned = family_preset_path(algo, preset, fam) if isinstance(fam, str) else None
+        if tuned is not None:
+            _merge(merged, read_yaml(tuned, "preset"), algo_fields, f"preset {preset}/{tuned.stem}")
     _merge(merged, file_layer, algo_fields, str(config_file))
     flags = {k: v for k, v in (("family", family), ("seed", seed), ("device", device)) if v is not None}
     _merge(merged, flags, algo_fields, "the command line")
