@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         "--family-kwargs",
         type=json.loads,
         default={},
-        help='family options as a JSON object, e.g. \'{"height_scan": true}\'',
+        help="family options as a JSON object, e.g. '{\"height_scan\": true}'",
     )
     p.add_argument("--out", default="bench_sampler.json", help="JSON output path")
     args = p.parse_args(argv)

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from robometa.algos.rl2 import RL2Actor
 from robometa.errors import RobometaError
 from robometa.policies import BoundActor, GaussianMLPPolicy
+from robometa.policies.recurrent import RecurrentGaussianPolicy
 from robometa.sampling import Sampler
+from robometa.sampling.trials import TrialSampler
 from robometa.sim import BatchSim
 from robometa.tasks import make_family
 from robometa.tasks.locomotion.cheetah import CheetahVel
@@ -132,3 +135,58 @@ def test_batch_sim_is_used_with_one_group_per_signature():
     fam = make_family("cheetah-vel")
     sim = BatchSim(fam, fam.split_tasks("train", n=4))
     assert len(sim._groups) == 1
+
+
+def test_terminated_envs_are_not_simulated_and_nothing_else_changes(monkeypatch):
+    """ant-dir episodes end early; stepping only live envs gives the very same batch."""
+    fam = make_family("ant-dir")
+    tasks = fam.split_tasks("train", n=4)
+    pol = _policy(fam)
+    stepped = []
+    step = BatchSim.step
+
+    def counting_step(self, action, active=None):
+        stepped.append(self.B if active is None else int(np.count_nonzero(active)))
+        return step(self, action, active)
+
+    monkeypatch.setattr(BatchSim, "step", counting_step)
+    masked = Sampler(fam, device="cpu", seed=0).sample(pol, tasks, 3, horizon=100, record_states=True)
+    live_steps = stepped.copy()
+    monkeypatch.setattr(BatchSim, "step", lambda self, action, active=None: step(self, action))
+    full = Sampler(fam, device="cpu", seed=0).sample(pol, tasks, 3, horizon=100, record_states=True)
+
+    lengths = masked.lengths.flatten()
+    assert lengths.min() < lengths.max() < 100  # early, uneven terminations
+    assert sum(live_steps) == masked.env_steps < len(live_steps) * 12  # dead envs were skipped
+    for name in ("obs", "actions", "rewards", "log_probs", "masks", "terminated", "final_obs", "success"):
+        torch.testing.assert_close(getattr(masked, name), getattr(full, name), rtol=0, atol=0)
+    for k in full.reward_terms:
+        torch.testing.assert_close(masked.reward_terms[k], full.reward_terms[k], rtol=0, atol=0)
+    # States agree up to each episode's end; a masked env then keeps its last state
+    # (until the last episode ends and sampling stops).
+    M, N, _ = masked.masks.shape
+    last = int(lengths.max())
+    for m in range(M):
+        for n in range(N):
+            L = int(masked.lengths[m, n])
+            torch.testing.assert_close(
+                masked.states[m, n, : L + 1], full.states[m, n, : L + 1], rtol=0, atol=0
+            )
+            assert torch.all(masked.states[m, n, L + 1 : last + 1] == masked.states[m, n, L])
+
+
+def test_finished_trials_are_not_simulated_and_nothing_else_changes(monkeypatch):
+    """Trials of ant-dir end at different times; stepping only running ones changes nothing."""
+    fam = make_family("ant-dir")
+    tasks = fam.split_tasks("train", n=3)
+    torch.manual_seed(0)
+    actor = RL2Actor(RecurrentGaussianPolicy(fam.obs_dim, fam.layout.nu, hidden=8))
+    step = BatchSim.step
+    masked = TrialSampler(fam, device="cpu", seed=0).sample_trials(actor, tasks, 2, 2, horizon=60)
+    monkeypatch.setattr(BatchSim, "step", lambda self, action, active=None: step(self, action))
+    full = TrialSampler(fam, device="cpu", seed=0).sample_trials(actor, tasks, 2, 2, horizon=60)
+    ends = masked.masks.sum(-1)
+    assert ends.min() < ends.max()  # trials end unevenly: some wait for others
+    for name, value in vars(full).items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(getattr(masked, name), value, rtol=0, atol=0)

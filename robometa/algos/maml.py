@@ -410,6 +410,7 @@ class MAML:
                 "sim/steps_per_s": env_steps / max(timer["sampling"], 1e-9),
             }
         )
+        metrics.update(self.sampler.pop_metrics())  # sim/instabilities
         return IterationResult(curve=self._curve(batches, "train"), metrics=metrics, env_steps=env_steps)
 
     def _chunks(self, pre, pre_advs, post, post_adv) -> list[_Chunk]:

@@ -311,6 +311,7 @@ class RL2:
                 "sim/steps_per_s": env_steps / max(t1 - t0, 1e-9),
             }
         )
+        metrics.update(self.sampler.pop_metrics())  # sim/instabilities
         curve = episode_curve(batch, "train", self.family.has_success)
         return IterationResult(curve=curve, metrics=metrics, env_steps=env_steps)
 

@@ -8,8 +8,17 @@ vocabulary of garage, learn2learn and Meta-World, it has ``sample_tasks(n)``,
 ``env.unwrapped``.
 
 Reward terms are returned in ``info`` as ``reward_<term>`` (gymnasium's MuJoCo
-convention), together with the family's diagnostics (``x_velocity`` ...) and, for
-families with a success criterion, ``success``.
+convention), together with the family's diagnostics (``x_velocity`` ...),
+``instability`` (MuJoCo blew up and reset the simulation during the step; the step
+then terminates with reward 0) and, for families with a success criterion,
+``success``.
+
+Seeding: ``reset(seed=s)`` gives one initial state for a task whatever set the task
+(the constructor, :meth:`MetaEnv.set_task` or ``options={"task": ...}``), because
+only ``reset`` and ``sample_tasks`` draw from the env's random stream.
+
+The env deep-copies and pickles: the copy continues exactly where the original was,
+with its own physics state and random stream (renderers and viewers are not copied).
 """
 
 from __future__ import annotations
@@ -79,7 +88,12 @@ class MetaEnv(gym.Env):
         return self.family.sample_tasks(n, self.np_random, split)
 
     def set_task(self, task: Task | Mapping[str, Any]) -> None:
-        """Switch to ``task`` (takes effect now; call ``reset`` to start an episode)."""
+        """Switch to ``task`` (takes effect now; call ``reset`` to start an episode).
+
+        Until then the env holds the task model's reference state (``qpos0``, at
+        rest); no random number is drawn, so the next ``reset(seed=s)`` is the same
+        as on an env built with this task.
+        """
         if isinstance(task, Mapping):
             task = self.family.task_from_dict(task)
         if not isinstance(task, self.family.task_cls):
@@ -90,7 +104,7 @@ class MetaEnv(gym.Env):
         self._task = task
         self._sim = BatchSim(self.family, [task], seeds=None, nthread=0)
         self._sim.rngs = [self.np_random]
-        self._sim.reset()
+        self._sim.reset_to_reference()
         self._close_renderer()
 
     def get_task(self) -> Task:
@@ -111,6 +125,7 @@ class MetaEnv(gym.Env):
         r = self._sim.step(np.asarray(action, dtype=np.float64)[None])
         info: dict[str, Any] = {f"reward_{k}": float(v[0]) for k, v in r.terms.items()}
         info.update({k: float(v[0]) for k, v in r.metrics.items()})
+        info["instability"] = bool(r.unstable[0])
         if self.family.has_success:
             info["success"] = bool(r.success[0])
         if self.render_mode == "human":
@@ -125,6 +140,14 @@ class MetaEnv(gym.Env):
     def set_state(self, state: np.ndarray) -> np.ndarray:
         """Write a recorded full-physics state; returns the observation there."""
         return self._sim.set_state(np.asarray(state, dtype=np.float64)[None])[0]
+
+    # ------------------------------------------------------------ copying
+    def __getstate__(self) -> dict[str, Any]:
+        # Renderers and viewers hold GL contexts and windows; a copy opens its own.
+        state = self.__dict__.copy()
+        state["_renderer"] = None
+        state["_viewer"] = None
+        return state
 
     # ------------------------------------------------------------ rendering
     def render(self):

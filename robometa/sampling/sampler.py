@@ -3,9 +3,17 @@
 All M*N envs step in lockstep: one batched policy forward on ``device`` and one
 native ``mujoco.rollout`` call per control step. Env ``b`` runs task ``b // N``.
 
+Only envs whose episode is still running are simulated: an env that terminated
+keeps its last state while the rest of the batch goes on (early terminations, as on
+the ant families, would otherwise keep the whole batch stepping dead envs).
+
 On a CPU-only machine torch and MuJoCo's rollout threads would fight for the same
 cores (measured: ~30% slower with torch on all cores), so while sampling torch is
 limited to ``torch_threads`` (1 by default) and restored afterwards.
+
+Simulation blow-ups (MuJoCo's instability resets, see :mod:`robometa.sim.batch_sim`)
+end their episode with reward 0 and are counted; :meth:`Sampler.pop_metrics` hands
+the count to the learner, which logs it as ``sim/instabilities``.
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ class Sampler:
         self._rng = np.random.default_rng(seed)
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(int(seed))
+        self._instabilities = 0  # since the last pop_metrics()
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -84,6 +93,16 @@ class Sampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng.bit_generator.state = state["rng"]
         self._gen.set_state(state["torch_gen"])
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Counters since the previous call, keyed by TensorBoard tag; resets them.
+
+        ``sim/instabilities``: episodes ended by a simulation blow-up. A learner calls
+        this once per iteration and adds the result to its metrics.
+        """
+        metrics = {"sim/instabilities": float(self._instabilities)}
+        self._instabilities = 0
+        return metrics
 
     # ---------------------------------------------------------------- sampling
     def _batch_sim(
@@ -120,7 +139,7 @@ class Sampler:
 
         With ``record_states`` (default: the sampler's ``record_states``) the
         full-physics states ``(M, N, T+1, nstate)`` are attached as ``batch.states``
-        (for exact replay).
+        (for exact replay; after an episode terminates its rows repeat its last state).
         """
         if record_states is None:
             record_states = self.record_states
@@ -152,7 +171,8 @@ class Sampler:
                 act_buf[t] = act_np
                 logp_buf[t] = logp.reshape(B).cpu().numpy()
                 mask_buf[t] = alive
-                r = sim.step(act_np)
+                r = sim.step(act_np, active=alive)
+                self._instabilities += int(r.unstable.sum())
                 rew_buf[t] = r.reward
                 for k, v in r.terms.items():
                     term_sums[k] = term_sums.get(k, 0.0) + np.where(alive, v, 0.0)

@@ -97,7 +97,12 @@ class TrialBatch:
 
 
 class TrialSampler(Sampler):
-    """Collects trials with a recurrent policy; same seeding and state as :class:`Sampler`."""
+    """Collects trials with a recurrent policy; same seeding and state as :class:`Sampler`.
+
+    As there, envs whose trial is over are no longer simulated, and simulation
+    blow-ups end their episode (the trial goes on) and are counted in
+    :meth:`Sampler.pop_metrics`.
+    """
 
     def sample_trials(
         self,
@@ -162,7 +167,9 @@ class TrialSampler(Sampler):
                 logp_buf[s] = logp.cpu().numpy()
                 mask_buf[s] = running
                 ep_buf[s] = np.minimum(episode, K - 1)
-                r = sim.step(act_np)
+                # Envs whose trial is over stay put (their steps are padding).
+                r = sim.step(act_np, active=running)
+                self._instabilities += int(r.unstable.sum())
                 rew_buf[s] = r.reward
                 live = rows[running]
                 ep_return[live, episode[live]] += r.reward[live]

@@ -10,9 +10,29 @@ resets, which happen once per episode, draw each env's initial state from that
 env's own random stream, so an env's trajectory does not depend on what else is in
 its batch (and equals the single-env gymnasium facade's for the same seed).
 
+Sensors: ``rollout`` records, for each physics step, the sensor values that
+``mj_step`` computed *before* integrating, i.e. those of the state one physics step
+earlier than the state it records. For families whose models have sensors, a
+control step therefore runs one more physics step (with zero control) whose state
+is discarded: its sensor values are those of the control step's final state, the
+values ``mj_forward`` gives there, as after :meth:`BatchSim.reset` and
+:meth:`BatchSim.set_state` (bit for bit for position and velocity sensors such as
+rangefinders; sensors of constraint forces agree to the solver's tolerance).
+Families without sensors run ``frame_skip`` steps only.
+
+Instabilities: when MuJoCo meets NaN, Inf or huge values it warns and resets the
+env's data to the model defaults in the middle of a step. A step whose time did not
+advance by exactly the control step, or whose state is not finite, is flagged in
+``StepResult.unstable``: it terminates, and its reward terms and metrics are 0 (the
+jump is not a transition the learner should see).
+
 Warm starts: ``rollout`` starts every call from ``qacc_warmstart = 0`` (passing
 the previous step's accelerations would need ``mjData`` rows we do not keep). The
 facade steps through the same code, so both see identical physics.
+
+A ``BatchSim`` pickles and deep-copies (for Ray workers and ``copy.deepcopy`` of
+the gymnasium env): the thread pool and the ``MjData`` scratch are rebuilt, models,
+states and random streams travel.
 """
 
 from __future__ import annotations
@@ -21,16 +41,18 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
 from mujoco import rollout
 
 from robometa.errors import RobometaError
-from robometa.tasks.base import Task, TaskFamily, model_signature
+from robometa.tasks.base import StateLayout, Task, TaskFamily, model_signature
 
 _POOLS: dict[int, rollout.Rollout] = {}
 _POOLS_LOCK = threading.Lock()
+_FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 
 
 def default_nthread() -> int:
@@ -48,29 +70,106 @@ def rollout_pool(nthread: int) -> rollout.Rollout:
 
 @dataclass
 class StepResult:
-    """What one batched control step returns; every array has leading axis B."""
+    """What one batched control step returns; every array has leading axis B.
+
+    Rows of envs left out of the step (``active`` false) keep their state and
+    observation; their reward and terms are 0, ``terminated``, ``success`` and
+    ``unstable`` false, and their metrics those of a step that did not move.
+    """
 
     obs: np.ndarray  # (B, obs_dim) float64
     reward: np.ndarray  # (B,)
     terms: dict[str, np.ndarray]  # named reward terms, each (B,); they sum to reward
-    terminated: np.ndarray  # (B,) bool
+    terminated: np.ndarray  # (B,) bool; true on unstable steps too
     success: np.ndarray  # (B,) bool
-    metrics: dict[str, np.ndarray]  # diagnostics, each (B,)
+    metrics: dict[str, np.ndarray]  # diagnostics, each (B,); 0 on unstable steps
+    unstable: np.ndarray  # (B,) bool: MuJoCo reset the env mid-step, or its state is not finite
 
 
 class _Group:
-    """Envs whose models share a size signature: one rollout call per step."""
+    """Envs whose models share a size signature: one rollout call per step.
 
-    def __init__(self, index: np.ndarray, models: list[mujoco.MjModel], nthread: int, frame_skip: int, lay):
+    ``index``: the batch rows of the group's envs. Each control step runs ``nstep``
+    physics steps: ``frame_skip``, plus one for the sensors where there are any.
+    """
+
+    # Rebuilt on unpickling, never shipped: per-thread MjData and rollout buffers.
+    _SCRATCH = ("datas", "scratch", "state_in", "state_out", "sens_out", "ctrl", "warmstart")
+
+    def __init__(
+        self, index: np.ndarray, models: list[mujoco.MjModel], nthread: int, frame_skip: int, lay: StateLayout
+    ):
         self.index = index
+        self.whole = False  # the group is the whole batch, in order (set by BatchSim)
         self.models = models
-        self.datas = [mujoco.MjData(models[0]) for _ in range(max(1, nthread))]
-        n = len(index)
-        self.state_in = np.zeros((n, lay.nstate))
-        self.state_out = np.zeros((n, frame_skip, lay.nstate))
-        self.sens_out = np.zeros((n, frame_skip, lay.nsensordata))
-        self.ctrl = np.zeros((n, frame_skip, lay.nu))
-        self.warmstart = np.zeros((n, lay.nv))
+        self.nthread = nthread
+        self.frame_skip = frame_skip
+        self.nstep = frame_skip + (1 if lay.nsensordata else 0)
+        self.dims = (lay.nstate, lay.nsensordata, lay.nu, lay.nv)
+        self._alloc()
+
+    def _alloc(self) -> None:
+        nstate, nsens, nu, nv = self.dims
+        n = len(self.index)
+        self.datas = [mujoco.MjData(self.models[0]) for _ in range(max(1, self.nthread))]
+        self.scratch: mujoco.MjData | None = None  # for mj_forward at resets
+        self.state_in = np.zeros((n, nstate))
+        self.state_out = np.zeros((n, self.nstep, nstate))
+        self.sens_out = np.zeros((n, self.nstep, nsens))
+        self.ctrl = np.zeros((n, self.nstep, nu))  # the sensor step's control stays 0
+        self.warmstart = np.zeros((n, nv))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._SCRATCH}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._alloc()
+
+    def scratch_data(self) -> mujoco.MjData:
+        """An ``MjData`` that serves every model of the group (they share one layout)."""
+        if self.scratch is None:
+            self.scratch = mujoco.MjData(self.models[0])
+        return self.scratch
+
+    def advance(
+        self,
+        pool: rollout.Rollout,
+        state: np.ndarray,
+        sensordata: np.ndarray,
+        action: np.ndarray,
+        local: np.ndarray | None = None,
+    ) -> None:
+        """One control step of the group's envs at positions ``local`` (all when ``None``).
+
+        Reads and overwrites their rows of the batch's ``state (B, nstate)`` and
+        ``sensordata (B, nsensordata)``; ``action (B, nu)`` is already clipped.
+        """
+        if local is None:
+            n, models = len(self.index), self.models
+            rows: slice | np.ndarray = slice(None) if self.whole else self.index
+        else:
+            n, rows = len(local), self.index[local]
+            models = [self.models[j] for j in local]
+        # Leading-axis slices of the buffers stay C-contiguous, as rollout needs.
+        state_in, ctrl = self.state_in[:n], self.ctrl[:n]
+        state_out, sens_out = self.state_out[:n], self.sens_out[:n]
+        state_in[:] = state[rows]
+        ctrl[:, : self.frame_skip] = action[rows][:, None, :]
+        pool.rollout(
+            models,
+            self.datas,
+            state_in,
+            ctrl,
+            nstep=self.nstep,
+            initial_warmstart=self.warmstart[:n],
+            state=state_out,
+            sensordata=sens_out,
+            skip_checks=True,
+        )
+        state[rows] = state_out[:, self.frame_skip - 1]
+        # With sensors, the extra step's values are those of the state just kept.
+        sensordata[rows] = sens_out[:, -1]
 
 
 class BatchSim:
@@ -83,6 +182,9 @@ class BatchSim:
             ``s, s+1, ...``); resets draw from these per-env streams.
         nthread: rollout threads; ``None`` picks the CPU count for big batches and
             the calling thread for batches under 8 envs.
+
+    Until the first :meth:`reset` (or :meth:`set_state`, :meth:`reset_to_reference`)
+    the states are zero rows, not physical states.
     """
 
     def __init__(
@@ -113,15 +215,34 @@ class BatchSim:
             _Group(np.asarray(ix), [self.models[i] for i in ix], nthread, self.frame_skip, lay)
             for ix in groups.values()
         ]
+        self._groups[0].whole = len(self._groups) == 1
+        self._group_of = np.empty(self.B, dtype=np.intp)
+        for k, g in enumerate(self._groups):
+            self._group_of[g.index] = k
         # Action bounds: per env, from each model's actuator ctrlrange.
         self.ctrl_low = np.stack([m.actuator_ctrlrange[:, 0] for m in self.models])
         self.ctrl_high = np.stack([m.actuator_ctrlrange[:, 1] for m in self.models])
+        # Seconds a control step advances each env's clock, and the slack allowed for
+        # rounding: half a physics step (MuJoCo's resets are off by whole ones).
+        timestep = np.array([m.opt.timestep for m in self.models])
+        self._dt = timestep * self.frame_skip
+        self._dt_slack = 0.5 * timestep
 
         self.state = np.zeros((self.B, lay.nstate))
         self.sensordata = np.zeros((self.B, lay.nsensordata))
         self._prev_state = np.zeros_like(self.state)
-        self._scratch: mujoco.MjData | None = None
+        self.instabilities = 0  # unstable steps since construction, over all envs
         self.reseed(seeds)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_pool"]  # a native thread pool; every process has its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pool = rollout_pool(self.nthread)
 
     # ------------------------------------------------------------------ resets
     def reseed(self, seeds: int | Sequence[int] | None) -> None:
@@ -134,21 +255,51 @@ class BatchSim:
                 raise RobometaError(f"got {len(seq)} seeds for {self.B} envs")
         self.rngs = [np.random.default_rng(s) for s in seq]
 
-    def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
-        """Draw fresh initial states for the envs in ``mask`` (all by default).
+    def _mask(self, mask: np.ndarray | Sequence[bool], name: str) -> np.ndarray:
+        mask = np.asarray(mask)
+        if mask.shape != (self.B,):
+            raise RobometaError(
+                f"{name} must be a boolean array of shape ({self.B},), got shape {mask.shape}"
+            )
+        return mask.astype(bool, copy=False)
 
-        Returns the observation of every env, ``(B, obs_dim)``.
+    def _rows(self, mask: np.ndarray | None) -> np.ndarray:
+        return np.arange(self.B) if mask is None else np.flatnonzero(self._mask(mask, "mask"))
+
+    def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Draw fresh initial states for the envs in ``mask`` ``(B,)`` (all by default).
+
+        Each env draws from its own stream. Returns the observation of every env,
+        ``(B, obs_dim)``.
         """
-        idx = np.arange(self.B) if mask is None else np.flatnonzero(mask)
+        idx = self._rows(mask)
         for i in idx:
             self.state[i] = self.family.initial_state(self.models[i], self.tasks[i], self.rngs[i])
         if self.layout.nsensordata:
             self._forward_sensors(idx)
         return self.observe()
 
+    def reset_to_reference(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Put the envs in ``mask`` at their model's reference state, drawing no random numbers.
+
+        The reference state is what ``mj_resetData`` gives: ``qpos0``, zero
+        velocities, time 0. Returns the observation of every env, ``(B, obs_dim)``.
+        """
+        idx = self._rows(mask)
+        for i in idx:
+            m, d = self.models[i], self._groups[self._group_of[i]].scratch_data()
+            mujoco.mj_resetData(m, d)
+            mujoco.mj_getState(m, d, self.state[i], _FULLPHYSICS)
+        if self.layout.nsensordata:
+            self._forward_sensors(idx)
+        return self.observe()
+
     def set_state(self, state: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Write full-physics state rows (e.g. recorded ones); returns observations."""
-        idx = np.arange(self.B) if mask is None else np.flatnonzero(mask)
+        """Write full-physics state rows (e.g. recorded ones); returns observations ``(B, obs_dim)``.
+
+        ``state``: ``(B, nstate)``, or ``(n, nstate)`` for the ``n`` envs in ``mask``.
+        """
+        idx = self._rows(mask)
         self.state[idx] = state
         if self.layout.nsensordata:
             self._forward_sensors(idx)
@@ -156,13 +307,10 @@ class BatchSim:
 
     def _forward_sensors(self, idx: np.ndarray) -> None:
         # Sensors at a reset state need one mj_forward; reset-only, never per step.
-        full = mujoco.mjtState.mjSTATE_FULLPHYSICS
         for i in idx:
-            m = self.models[i]
-            if self._scratch is None or self._scratch.model is not m:
-                self._scratch = mujoco.MjData(m)
-            d = self._scratch
-            mujoco.mj_setState(m, d, self.state[i], full)
+            m, d = self.models[i], self._groups[self._group_of[i]].scratch_data()
+            mujoco.mj_setState(m, d, self.state[i], _FULLPHYSICS)
+            d.qacc_warmstart[:] = 0.0  # no solver memory from the previous env
             mujoco.mj_forward(m, d)
             self.sensordata[i] = d.sensordata
 
@@ -173,48 +321,54 @@ class BatchSim:
     def clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(action, self.ctrl_low, self.ctrl_high)
 
-    def step(self, action: np.ndarray) -> StepResult:
-        """Advance every env by one control step (``frame_skip`` physics steps).
+    def step(self, action: np.ndarray, active: np.ndarray | None = None) -> StepResult:
+        """Advance the envs by one control step (``frame_skip`` physics steps).
 
         ``action: (B, nu)``; it is clipped to each actuator's ``ctrlrange`` and the
-        clipped action is what the control cost sees.
+        clipped action is what the control cost sees. ``active: (B,)`` bool, all by
+        default: only these envs are simulated (per env, exactly as in a full step);
+        the others keep their state and get the neutral rows described on
+        :class:`StepResult`.
         """
         action = self.clip(np.asarray(action, dtype=np.float64).reshape(self.B, -1))
         np.copyto(self._prev_state, self.state)
+        live = None if active is None else self._mask(active, "active")
         for g in self._groups:
-            if len(self._groups) == 1:
-                np.copyto(g.state_in, self.state)
-                g.ctrl[:] = action[:, None, :]
-            else:
-                g.state_in[:] = self.state[g.index]
-                g.ctrl[:] = action[g.index][:, None, :]
-            self._pool.rollout(
-                g.models,
-                g.datas,
-                g.state_in,
-                g.ctrl,
-                nstep=self.frame_skip,
-                initial_warmstart=g.warmstart,
-                state=g.state_out,
-                sensordata=g.sens_out,
-                skip_checks=True,
-            )
-            if len(self._groups) == 1:
-                self.state[:] = g.state_out[:, -1]
-                self.sensordata[:] = g.sens_out[:, -1]
-            else:
-                self.state[g.index] = g.state_out[:, -1]
-                self.sensordata[g.index] = g.sens_out[:, -1]
-        fam = self.family
+            if live is None:
+                g.advance(self._pool, self.state, self.sensordata, action)
+                continue
+            local = np.flatnonzero(live[g.index])
+            if local.size == len(g.index):
+                g.advance(self._pool, self.state, self.sensordata, action)
+            elif local.size:
+                g.advance(self._pool, self.state, self.sensordata, action, local)
+
+        fam, lay = self.family, self.layout
+        advanced = self.state[:, lay.time] - self._prev_state[:, lay.time]
+        unstable = (np.abs(advanced - self._dt) > self._dt_slack) | ~np.isfinite(self.state).all(axis=1)
+        if live is not None:
+            unstable &= live
+        self.instabilities += int(unstable.sum())
+        # Rows whose step yields nothing: blown up, or not simulated.
+        void = unstable if live is None else unstable | ~live
+
         terms = fam.reward_terms(self._prev_state, self.state, self.sensordata, action, self.params)
-        reward = np.sum(list(terms.values()), axis=0)
+        terminated = fam.terminated(self.state, self.sensordata, self.params)
+        success = fam.success(self.state, self.sensordata, self.params)
+        metrics = fam.metrics(self._prev_state, self.state, self.params)
+        if void.any():
+            terms = {k: np.where(void, 0.0, v) for k, v in terms.items()}
+            terminated = np.where(void, unstable, terminated)
+            success = success & ~void
+            metrics = {k: np.where(unstable, 0.0, v) for k, v in metrics.items()}
         return StepResult(
             obs=self.observe(),
-            reward=reward,
+            reward=np.sum(list(terms.values()), axis=0),
             terms=terms,
-            terminated=fam.terminated(self.state, self.sensordata, self.params),
-            success=fam.success(self.state, self.sensordata, self.params),
-            metrics=fam.metrics(self._prev_state, self.state, self.params),
+            terminated=terminated,
+            success=success,
+            metrics=metrics,
+            unstable=unstable,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -222,6 +376,6 @@ class BatchSim:
         """A fresh ``MjData`` holding env ``i``'s current state (for rendering)."""
         m = self.models[i]
         d = mujoco.MjData(m)
-        mujoco.mj_setState(m, d, self.state[i], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_setState(m, d, self.state[i], _FULLPHYSICS)
         mujoco.mj_forward(m, d)
         return m, d
