@@ -3,9 +3,19 @@
 Each iteration draws a meta-batch of training tasks from the family's train
 distribution, lets the algorithm sample / adapt / meta-update, logs the training
 adaptation curve and the learner's metrics to TensorBoard, and every
-``eval_every`` iterations measures the adaptation curve on fixed held-out test
-tasks. ``checkpoints/latest.pt`` carries everything that makes the next iteration
-(weights, optimizer, every RNG stream), so a resumed run continues exactly.
+``eval_every`` iterations measures the adaptation curve on two fixed task lists:
+
+* validation tasks (the family's ``val`` split, from the training region):
+  ``checkpoints/best.pt`` is the state whose validation return after the trained
+  amount of adaptation (``algo.trained_steps``: what ``evaluate`` and ``replay``
+  adapt by default) was the highest so far. Nothing else chooses anything.
+* held-out test tasks: logged for watching (``adapt_test/...``), never used for a choice.
+
+Both evaluations sample with their own streams, so they never change what training
+does: a run evaluating every iteration trains the very weights of one that never
+evaluates. ``checkpoints/latest.pt`` carries everything that makes the next
+iteration (weights, optimizer, every RNG stream), so a resumed run continues
+exactly. Every checkpoint records how it was chosen under ``"selection"``.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from robometa.runs import (
     atomic_write_text,
     check_new,
     check_resumable,
-    curve_scalars,
+    curve_tag,
     load_checkpoint,
     save_checkpoint,
 )
@@ -41,6 +51,10 @@ log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change what was computed so far.
 RESUMABLE_CHANGES = ("iterations", "device", "log_video", "learner_threads")
+# Seed of the validation evaluation (added to the run's seed): the same episode noise at
+# every evaluation, so checkpoints are compared on common random numbers, and a stream
+# apart from training, the test evaluation and `robometa evaluate` (seeds 0, 1, 2, ...).
+VAL_SEED_OFFSET = 7_000_001
 
 
 @dataclass
@@ -50,14 +64,21 @@ class Progress:
     iteration: int  # 0-based index of the finished iteration
     iterations: int  # total planned
     result: IterationResult
-    test_curve: AdaptationCurve | None  # set on evaluation iterations
+    test_curve: AdaptationCurve | None  # set on evaluation iterations (for watching only)
     seconds: float  # wall time of the iteration, evaluation included
+    val_curve: AdaptationCurve | None = None  # set on evaluation iterations (selects best.pt)
 
 
 class Trainer:
     """Drives an algorithm on a run directory. Build with :meth:`create` or :meth:`resume`."""
 
-    def __init__(self, config: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run: RunDir,
+        checkpoint: dict[str, Any] | None,
+        selection_step: int | None = None,
+    ):
         self.config = config
         self.run = run
         self.family = make_family(config.family)
@@ -67,18 +88,35 @@ class Trainer:
             self.algo.learner_threads = config.learner_threads
         self.task_rng = np.random.default_rng([config.seed, 0x7A5C])
         self.test_tasks = self.family.split_tasks("test", seed=config.split_seed, n=config.eval_tasks)
+        self.val_tasks = self.family.split_tasks("val", seed=config.split_seed, n=config.eval_tasks)
+        # best.pt is chosen on the validation return after the adaptation training
+        # taught (or after ``selection_step`` steps: a baseline chosen by another
+        # learner's rule); the validation curve reaches that step even when eval_steps
+        # stops short. A resumed run keeps the step it was started with.
+        if selection_step is None and checkpoint is not None:
+            selection_step = checkpoint.get("selection_step")
+        self.selection_step = int(self.algo.trained_steps if selection_step is None else selection_step)
+        if self.selection_step < 0:
+            raise RobometaError(f"selection_step must be >= 0, got {self.selection_step}")
+        self.val_steps = max(config.eval_steps, self.selection_step)
+        self.selection_metric = curve_tag("val", self.algo.curve_x, self.selection_step)
         self.start_iteration = 0
         self.best_score = -math.inf
+        self.best_iteration: int | None = None
         self.env_steps = 0
         if checkpoint is not None:
             self._restore(checkpoint)
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def create(cls, config: TrainConfig, run_dir: str | Path) -> Trainer:
-        """A new run. Everything is validated before the directory is created."""
+    def create(cls, config: TrainConfig, run_dir: str | Path, selection_step: int | None = None) -> Trainer:
+        """A new run. Everything is validated before the directory is created.
+
+        ``selection_step``: the adaptation step whose validation return chooses
+        ``best.pt`` (default: the learner's ``trained_steps``).
+        """
         run = check_new(run_dir)
-        trainer = cls(config, run, None)  # builds family, device, algorithm: may raise
+        trainer = cls(config, run, None, selection_step)  # builds family, device, algorithm: may raise
         # config.yaml first: from the moment it exists the run can be resumed.
         atomic_write_text(run.config, config_to_yaml(config))
         run.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -86,14 +124,16 @@ class Trainer:
         return trainer
 
     @classmethod
-    def resume(cls, run_dir: str | Path, changes: dict[str, Any] | None = None) -> Trainer:
+    def resume(
+        cls, run_dir: str | Path, changes: dict[str, Any] | None = None, selection_step: int | None = None
+    ) -> Trainer:
         """Continue a run from ``checkpoints/latest.pt``; only the ``RESUMABLE_CHANGES`` settings may change.
 
         A run killed before its first checkpoint starts again from iteration 0, which
         is exact: the config's seed defines everything the first iteration does.
         """
         run, saved, config, checkpoint = cls._resume_point(run_dir, changes)
-        trainer = cls(config, run, checkpoint)
+        trainer = cls(config, run, checkpoint, selection_step)
         if config != build_config(saved):
             atomic_write_text(run.config, config_to_yaml(config))
         run.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -142,13 +182,10 @@ class Trainer:
         # purge_step hides what an interrupted attempt logged past the iteration we start at.
         self.writer = RunWriter(self.run.path, purge_step=self.start_iteration)
         if new:
-            # The HPARAMS tab's metrics: the held-out return before and after adapting,
-            # under the tag names this learner's curves will have.
-            k = self.config.eval_steps
-            x = getattr(self.algo, "curve_x", "adapt_step")
-            tags = [
-                t for t in curve_scalars(AdaptationCurve("test", x, [0, k], [0.0, 0.0])) if "/return/" in t
-            ]
+            # The HPARAMS tab's metrics: the held-out return before and after adapting and
+            # the validation return that selects best.pt, under this learner's tag names.
+            x, k = self.algo.curve_x, self.config.eval_steps
+            tags = [curve_tag("test", x, 0), curve_tag("test", x, k), self.selection_metric]
             metrics = dict.fromkeys(tags, 0.0)
             self.writer.start(self.algo.hparams(), metrics, config_to_yaml(self.config))
         if self.run.curves.is_file():  # drop curve records logged after the checkpoint we start from
@@ -163,7 +200,25 @@ class Trainer:
             "algo": self.algo.state_dict(),
             "task_rng": self.task_rng.bit_generator.state,
             "best_score": self.best_score,
+            "best_metric": self.selection_metric,
+            "selection_step": self.selection_step,
+            "best_iteration": self.best_iteration,
             "env_steps": self.env_steps,
+        }
+
+    def _selection(self, iterations_done: int, best: bool) -> dict[str, Any]:
+        """How a checkpoint written now was chosen (its ``"selection"`` record)."""
+        if not best:
+            return {"rule": "latest", "iteration": iterations_done}
+        return {
+            "rule": "best",
+            "split": "val",
+            "metric": self.selection_metric,
+            "step": self.selection_step,
+            "value": self.best_score,
+            "iteration": iterations_done,
+            "split_seed": self.config.split_seed,
+            "tasks": self.config.eval_tasks,
         }
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -172,15 +227,45 @@ class Trainer:
             self.task_rng.bit_generator.state = ckpt["task_rng"]
             self.start_iteration = int(ckpt["iteration"])
             self.best_score = float(ckpt["best_score"])
+            self.best_iteration = ckpt.get("best_iteration")
+            if ckpt.get("best_metric") != self.selection_metric:
+                # A best measured another way (runs from before validation splits chose
+                # on the test tasks) is no bar for the validation score.
+                self.best_score, self.best_iteration = -math.inf, None
             self.env_steps = int(ckpt["env_steps"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise RobometaError(f"checkpoint does not fit this run's algorithm ({exc})") from None
 
-    def curves(self) -> list[dict[str, Any]]:
-        """The held-out curve records logged so far (``curves.jsonl``)."""
+    def curves(self, split: str | None = None) -> list[dict[str, Any]]:
+        """The evaluation curve records logged so far (``curves.jsonl``), of one split or all.
+
+        Each evaluation appends a ``val`` record, then a ``test`` record:
+        ``{"iteration", "split", "x", "steps", "return_mean", ...}``.
+        """
         if not self.run.curves.is_file():
             return []
-        return [json.loads(line) for line in self.run.curves.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in self.run.curves.read_text().splitlines() if line.strip()]
+        return [r for r in records if split is None or r.get("split", "test") == split]
+
+    def _val_curve(self) -> AdaptationCurve:
+        """The adaptation curve on the validation tasks, 0..``val_steps``.
+
+        A fresh sampler seeded by ``seed + VAL_SEED_OFFSET`` each time: no stream of the
+        run moves, and every evaluation sees the same episode noise.
+        """
+        data = self.algo.adaptation_data(
+            self.val_tasks, self.val_steps, seed=self.config.seed + VAL_SEED_OFFSET
+        )
+        returns = np.asarray(data["returns"], dtype=np.float64)  # (M, K+1)
+        success = data.get("success")
+        return AdaptationCurve(
+            split="val",
+            x=data["x"],
+            steps=list(range(returns.shape[1])),
+            return_mean=[float(v) for v in returns.mean(axis=0)],
+            return_std=[float(v) for v in returns.std(axis=0)],
+            success_mean=None if success is None else [float(v) for v in np.asarray(success).mean(axis=0)],
+        )
 
     def _log_video(self, iteration: int) -> None:
         """Before | after adaptation on the first held-out task, as a TensorBoard video.
@@ -200,6 +285,7 @@ class Trainer:
         """Run until ``config.iterations``; returns a summary. Safe to interrupt at any time."""
         cfg = self.config
         last_test: AdaptationCurve | None = None
+        last_val: AdaptationCurve | None = None
         result: IterationResult | None = None
         for it in range(self.start_iteration, cfg.iterations):
             t0 = time.perf_counter()
@@ -209,27 +295,33 @@ class Trainer:
             self.writer.curve(result.curve, it)
             self.writer.scalars(result.metrics, it)
             self.writer.scalars({"sim/env_steps_total": float(self.env_steps)}, it)
-            test_curve = None
+            test_curve = val_curve = None
             done = it + 1
             if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.iterations):
+                # Held-out tasks: for watching only, never for a choice.
                 test_curve = last_test = self.algo.adaptation_curve(self.test_tasks, cfg.eval_steps, "test")
+                val_curve = last_val = self._val_curve()
+                self.writer.curve(val_curve, it)
                 self.writer.curve(test_curve, it)
                 if cfg.log_video:
                     self._log_video(it)
                 with self.run.curves.open("a") as f:
-                    f.write(json.dumps({"iteration": it, **test_curve.to_dict()}) + "\n")
-                score = test_curve.return_mean[-1]
+                    for curve in (val_curve, test_curve):
+                        f.write(json.dumps({"iteration": it, **curve.to_dict()}) + "\n")
+                score = val_curve.return_mean[self.selection_step]
                 if score > self.best_score:
-                    self.best_score = score
-                    save_checkpoint(self.run.best, self.state_dict(done))
+                    self.best_score, self.best_iteration = score, done
+                    best = {**self.state_dict(done), "selection": self._selection(done, True)}
+                    save_checkpoint(self.run.best, best)
             seconds = time.perf_counter() - t0
             self.writer.scalars({"time/iteration": seconds}, it)
             if done % max(cfg.checkpoint_every, 1) == 0 or done == cfg.iterations:
                 self.writer.flush()
-                save_checkpoint(self.run.latest, self.state_dict(done))
+                latest = {**self.state_dict(done), "selection": self._selection(done, False)}
+                save_checkpoint(self.run.latest, latest)
             log.info("iteration %d/%d: %s", done, cfg.iterations, result.curve.return_mean)
             if callback is not None:
-                callback(Progress(it, cfg.iterations, result, test_curve, seconds))
+                callback(Progress(it, cfg.iterations, result, test_curve, seconds, val_curve))
         self.writer.flush()
         self.writer.close()
         return {
@@ -237,8 +329,11 @@ class Trainer:
             "iterations": cfg.iterations,
             "env_steps": self.env_steps,
             "train_curve": None if result is None else result.curve.to_dict(),
+            "val_curve": None if last_val is None else last_val.to_dict(),
             "test_curve": None if last_test is None else last_test.to_dict(),
-            "best_test_return": None if math.isinf(self.best_score) else self.best_score,
+            "selection_metric": self.selection_metric,
+            "best_val_return": None if math.isinf(self.best_score) else self.best_score,
+            "best_iteration": self.best_iteration,
         }
 
 

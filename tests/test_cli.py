@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,13 @@ def test_tasks_table(capsys):
     out = capsys.readouterr().out
     for name, env_id in zip(family_names(), env_ids()):
         assert name in out and env_id in out
+    header = next(line for line in out.splitlines() if "gymnasium id" in line)
+    assert header.index("train") < header.index("val") < header.index("test")
+    row = next(line for line in out.splitlines() if "robometa/Reach-v0" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[-4:] == ["50", "20", "20", "yes"]  # train, val, test sizes and success
+    validation = out[out.index("validation splits") :]
+    assert "cheetah-dir: both directions" in validation and "reach: drawn like train" in validation
 
 
 def test_tasks_json(capsys):
@@ -25,7 +34,8 @@ def test_tasks_json(capsys):
     assert [r["name"] for r in rows] == family_names()
     vel = next(r for r in rows if r["name"] == "cheetah-vel")
     assert (vel["obs_dim"], vel["act_dim"], vel["horizon"]) == (17, 6, 200)
-    assert vel["n_train"] > 0 and vel["n_test"] > 0
+    assert (vel["n_train"], vel["n_val"], vel["n_test"]) == (100, 40, 40)
+    assert "training region" in vel["validation"] and vel["heldout"].startswith("goal velocities")
 
 
 def test_tasks_one_family_by_id(capsys):
@@ -46,10 +56,20 @@ def test_bad_usage_exits_2(capsys):
     assert exc.value.code == 2
 
 
-def test_console_script_entry_point():
-    """`python -m robometa.cli` is the same program as the console script."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "robometa.cli", "tasks", "nope"], capture_output=True, text=True, timeout=120
-    )
+def _console_script() -> str:
+    """The installed ``robometa`` executable (beside this interpreter, else on PATH)."""
+    beside = Path(sys.executable).with_name("robometa")
+    found = str(beside) if beside.is_file() else shutil.which("robometa")
+    assert found, "the robometa console script is not installed (pip install -e .)"
+    return found
+
+
+def test_console_script_runs_the_cli():
+    """The installed `robometa` command is this CLI: output, and one-line errors with exit 2."""
+    exe = _console_script()
+    proc = subprocess.run([exe, "tasks", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in json.loads(proc.stdout)] == family_names()
+    proc = subprocess.run([exe, "tasks", "nope"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and "valid:" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "unknown task family 'nope'; valid:" in proc.stderr

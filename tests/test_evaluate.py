@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robometa.cli import main
+from robometa.tasks import make_family
 
 TINY = [
     "iterations=1",
@@ -51,8 +55,98 @@ def test_evaluate_writes_the_report(run_dir, capsys):
     assert len(rows) == 6 and rows[0].keys() >= {"method", "step", "mean", "iqm", "ci_low", "ci_high"}
     assert len(list(csv.DictReader((out / "per_task.csv").open()))) == 2 * (2 * 2 * 3)
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
-    assert "maml-trpo" in capsys.readouterr().out
+    # TensorBoard: one scalar series per method, indexed by adaptation step
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    assert set(acc.Tags()["scalars"]) == {"eval/maml-trpo/return/step", "eval/no adaptation/return/step"}
+    points = acc.Scalars("eval/maml-trpo/return/step")
+    assert [e.step for e in points] == [0, 1, 2]
+    assert [e.value for e in points] == pytest.approx([r["mean"] for r in learner["curve"]])
+    # held-out tasks: the run's fixed test list, none from the training region
+    family = make_family("cheetah-vel")
+    tasks = [family.task_from_dict(t) for t in summary["tasks"]]
+    assert tasks == family.split_tasks("test", seed=0, n=2)
+    assert not any(family.in_split(t, "train") for t in tasks)
+    # the checkpoint: best, chosen on the validation tasks, recorded
+    (used,) = summary["settings"]["checkpoints"]
+    assert summary["settings"]["checkpoint"] == used["checkpoint"] == "best"
+    assert used["iteration"] == 1 and used["selection"]["split"] == "val"
+    assert used["selection"]["metric"] == "adapt_val/return/step_1"
+    printed = capsys.readouterr().out
+    assert "maml-trpo" in printed and "checkpoint best (iteration 1, chosen on val" in printed
+
+
+def test_evaluate_with_success_writes_success_tags(tmp_path):
+    from robometa.eval.evaluate import evaluate
+
+    run = tmp_path / "reach"
+    argv = ["train", "--family", "reach", "--device", "cpu", "--run-dir", str(run), *TINY, "eval_every=0"]
+    assert main(argv) == 0
+    out, _ = evaluate([run], n_tasks=1, steps=1, seeds=[0], baselines=["no-adapt"], name="s")
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    assert set(acc.Tags()["scalars"]) == {
+        f"eval/{m}/{k}/step" for m in ("maml-trpo", "no adaptation") for k in ("return", "success")
+    }
+
+
+# ------------------------------------------------------------------ which checkpoint
+
+
+def test_best_is_refused_on_the_split_that_chose_it(run_dir, capsys):
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    assert main(["evaluate", str(run_dir), "--split", "val", "--checkpoint", "best"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "best.pt was chosen on the val split" in err and "--checkpoint latest" in err
+    assert main(["replay", str(run_dir), "--split", "val", "--checkpoint", "best", "--gif", "x.gif"]) == 2
+    assert "was chosen on the val split" in capsys.readouterr().err
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written
+    # by default the val split is evaluated with latest, and the summary says why
+    argv = ["evaluate", str(run_dir), "--split", "val", "--tasks", "1", "--seeds", "0", "--baselines", ""]
+    assert main([*argv, "--name", "v"]) == 0
+    (used,) = json.loads((run_dir / "eval" / "v" / "summary.json").read_text())["settings"]["checkpoints"]
+    assert used["checkpoint"] == "latest" and used["selection"]["rule"] == "latest"
+    assert "chosen on the val split" in used["selection"]["instead_of_best"]
+
+
+def _strip_selection(run: Path) -> None:
+    """Make ``run`` look like one trained before checkpoints recorded their selection."""
+    for path in (run / "checkpoints" / "best.pt", run / "checkpoints" / "latest.pt"):
+        ckpt = torch.load(path, weights_only=True)
+        ckpt.pop("selection")
+        torch.save(ckpt, path)
+
+
+def test_an_old_best_without_a_record_counts_as_chosen_on_test(run_dir, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns("eval"))
+    _strip_selection(old)
+    assert main(["evaluate", str(old), "--checkpoint", "best"]) == 2
+    assert "best.pt was chosen on the test split" in capsys.readouterr().err
+    assert not (old / "eval").exists()
+    argv = ["evaluate", str(old), "--tasks", "1", "--seeds", "0", "--baselines", "", "--name", "t"]
+    assert main(argv) == 0
+    (used,) = json.loads((old / "eval" / "t" / "summary.json").read_text())["settings"]["checkpoints"]
+    assert used["checkpoint"] == "latest" and "test split" in used["selection"]["instead_of_best"]
+    # on the train split the old best may be used: it was not chosen there
+    argv[-1] = "tr"
+    assert main([*argv, "--split", "train"]) == 0
+    (used,) = json.loads((old / "eval" / "tr" / "summary.json").read_text())["settings"]["checkpoints"]
+    assert used["checkpoint"] == "best" and used["selection"]["split"] == "test"
+
+
+def test_a_family_without_held_out_tasks_is_evaluated_with_latest(tmp_path, capsys):
+    """cheetah-dir's val and test splits are the same two tasks: a best chosen on val
+    was chosen on the evaluated tasks."""
+    run = tmp_path / "dir"
+    assert main(["train", "--family", "cheetah-dir", "--device", "cpu", "--run-dir", str(run), *TINY]) == 0
+    assert (run / "checkpoints" / "best.pt").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--checkpoint", "best"]) == 2
+    assert "2 of which are among the evaluated test tasks" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--seeds", "0", "--baselines", "", "--name", "d"]) == 0
+    (used,) = json.loads((run / "eval" / "d" / "summary.json").read_text())["settings"]["checkpoints"]
+    assert used["checkpoint"] == "latest"
 
 
 def test_compare_two_runs(run_dir, tmp_path):
@@ -177,6 +271,12 @@ def test_multitask_baseline_is_trained_once_and_cached(run_dir):
     assert np.asarray(first["per_task_returns"]).shape == (1, 2, 2)
     # it really is a policy trained without inner steps
     assert "inner_steps: 0" in (cache / "config.yaml").read_text()
+    # chosen by the learner's rule: a best on the same validation tasks, after the same steps
+    learner = json.loads((run_dir / "eval" / "mt1" / "summary.json").read_text())["methods"]["maml-trpo"]
+    assert learner["notes"]["checkpoint"] == first["notes"]["checkpoint"] == "best"
+    rule = {k: learner["notes"]["selection"][k] for k in ("split", "metric", "step", "split_seed", "tasks")}
+    assert {k: first["notes"]["selection"][k] for k in rule} == rule
+    assert "eval_every: 1" in (cache / "config.yaml").read_text()
 
 
 @pytest.mark.gl
@@ -205,6 +305,24 @@ def test_log_video_writes_an_animated_gif_to_tensorboard(tmp_path):
     assert image.encoded_image_string.count(b"\x21\xf9\x04") == 9  # one frame per state (horizon 8)
 
 
+def test_recorded_episodes_are_the_evaluated_ones(tmp_path):
+    """With one episode per task, the recorded episode of every task and step is the
+    whole of what its reported return averages: the two must agree exactly."""
+    from robometa.eval.evaluate import evaluate
+    from robometa.viz.replay import from_evaluation
+
+    run = tmp_path / "one"
+    argv = ["train", "--family", "cheetah-vel", "--device", "cpu", "--run-dir", str(run), *TINY]
+    assert main([*argv, "episodes_per_task=1"]) == 0
+    out, summary = evaluate([run], n_tasks=2, steps=1, seeds=[0, 1], baselines=[], name="one")
+    returns = np.asarray(summary["methods"]["maml-trpo"]["per_task_returns"])  # (S, M, K+1)
+    recorded = np.load(out / "states.npz")["rewards"].sum(axis=-1)  # (K+1, M): first seed
+    np.testing.assert_allclose(recorded.T, returns[0], rtol=1e-5)
+    assert not np.allclose(returns[0], returns[1])  # the second seed is another draw
+    rec = from_evaluation(out, 1)
+    assert [float(r.sum()) for r in rec.rewards] == pytest.approx(list(returns[0, 1]), rel=1e-5)
+
+
 @pytest.mark.gl
 def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tmp_path):
     from robometa.eval.evaluate import load_run
@@ -219,10 +337,7 @@ def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tm
     eval_dir = run_dir / "eval" / "rec"
     rec = from_evaluation(eval_dir, 1)
     summary = json.loads((eval_dir / "summary.json").read_text())
-    per_task = np.asarray(summary["methods"]["maml-trpo"]["per_task_returns"])[0, 1]  # seed 0, task 1
     assert len(rec.states) == 2 and rec.states[0].shape[0] == 9
-    # the recorded episode is one of the 2 evaluated episodes of the task; the mean brackets it
-    assert per_task.shape == (2,) and np.isfinite(rec.rewards[1]).all()
     # the same evaluation repeated (same run, tasks and seed) gives the very same states
     loaded = load_run(run_dir)
     tasks = [loaded.family.task_from_dict(t) for t in summary["tasks"]]

@@ -22,7 +22,7 @@ from robometa.tasks import make_family
 from robometa.tasks.locomotion.ant import HELDOUT_SECTORS, AntDirTask, AntGoalTask, _in_sectors
 from robometa.tasks.locomotion.params import AntParamsTask, CheetahParamsTask
 from robometa.tasks.locomotion.terrain import TERRAIN_TYPES, Z_MAX, Z_MIN, TerrainGrid, generate_heights
-from robometa.tasks.locomotion.terrain_families import SCAN_LIFT, TerrainTask
+from robometa.tasks.locomotion.terrain_families import TerrainTask
 
 NEW = ["ant-dir", "ant-goal", "cheetah-params", "ant-params", "cheetah-terrain", "ant-terrain"]
 SMALL_GRID = TerrainGrid(-4.0, 12.0, -2.0, 2.0, ncol=161, nrow=41, start_radius=1.5, radial=True)
@@ -51,8 +51,8 @@ def test_test_split_lies_outside_the_training_region(name):
     fam = make_family(name)
     train = fam.split_tasks("train", seed=0, n=400)
     test = fam.split_tasks("test", seed=0, n=200)
-    assert all(fam.in_training_region(t) for t in train)
-    assert not any(fam.in_training_region(t) for t in test)
+    assert all(fam.in_split(t, "train") for t in train)
+    assert not any(fam.in_split(t, "train") for t in test)
 
 
 def test_params_splits_cover_their_regions():
@@ -256,7 +256,20 @@ def test_height_scan_reads_the_terrain():
     ground = np.interp(x, fam.grid.x, fam.heights(task)[1])
     np.testing.assert_allclose(scan, 0.7 - ground, atol=1e-3)
     assert np.ptp(scan) > 0.05  # the rays do see a slope
-    assert SCAN_LIFT > 0
+
+
+def test_height_scan_reads_ground_above_torso_level():
+    """Rays start above the torso, so ground higher than the torso (a nose-down torso
+    before a slope) reads as a negative clearance instead of a ray cast from inside it."""
+    fam = make_family("cheetah-terrain", height_scan=True)
+    task = TerrainTask("slopes", 0.8, seed=10)  # climbs to 0.36 m under the last rays
+    m = fam.model(task)
+    d = mujoco.MjData(m)
+    d.qpos[m.jnt_qposadr[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "rootz")]] = -0.5
+    mujoco.mj_forward(m, d)  # torso level at z = 0.2
+    ground = np.interp(fam.scan_points[:, 0], fam.grid.x, fam.heights(task)[1])
+    assert ground.max() > 0.3
+    np.testing.assert_allclose(fam.scan(d.sensordata[None])[0], 0.2 - ground, atol=1e-3)
 
 
 # ------------------------------------------------------------------ batching and facade

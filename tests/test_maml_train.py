@@ -63,6 +63,8 @@ def test_run_writes_tensorboard_tags_config_and_checkpoints(trpo_run):
         "adapt/return/step_1",
         "adapt_test/return/step_0",
         "adapt_test/return/step_2",
+        "adapt_val/return/step_0",
+        "adapt_val/return/step_2",
         "loss/outer_before",
         "train/kl",
         "train/entropy",
@@ -80,19 +82,27 @@ def test_run_writes_tensorboard_tags_config_and_checkpoints(trpo_run):
     assert not any(t.startswith("adapt/success") for t in scalars)  # cheetah-vel has no success
     assert [e.step for e in ea.Scalars("adapt/return/step_1")] == [0, 1, 2]
     assert [e.step for e in ea.Scalars("adapt_test/return/step_0")] == [1, 2]
-    tensors = set(ea.Tags()["tensors"])
-    assert "custom_scalars__config__" in tensors
-    assert any("hparams" in t for t in tensors | set(ea.Tags().get("tensors", [])) | _plugin_tags(ea))
+    assert [e.step for e in ea.Scalars("adapt_val/return/step_0")] == [1, 2]
+    assert "custom_scalars__config__" in set(ea.Tags()["tensors"])
 
 
-def _plugin_tags(ea) -> set[str]:
-    out = set()
-    for plugin in ("hparams", "custom_scalars"):
-        try:
-            out |= set(ea.PluginTagToContent(plugin))
-        except KeyError:
-            pass
-    return out
+def test_hparams_tab_holds_the_config_and_the_selection_metrics(trpo_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    ea = EventAccumulator(str(trpo_run))
+    ea.Reload()
+    content = ea.PluginTagToContent("hparams")
+    data = {tag: plugin_data_pb2.HParamsPluginData.FromString(c) for tag, c in content.items()}
+    experiment = data["_hparams_/experiment"].experiment
+    # held-out return before and after adapting (watching), and the validation return that chose best.pt
+    assert [m.name.tag for m in experiment.metric_infos] == [
+        "adapt_test/return/step_0",
+        "adapt_test/return/step_2",
+        "adapt_val/return/step_1",
+    ]
+    hparams = data["_hparams_/session_start_info"].session_start_info.hparams
+    assert hparams["algo"].string_value == "maml-trpo" and hparams["family"].string_value == "cheetah-vel"
+    assert hparams["meta_batch_size"].number_value == 2 and hparams["inner_lr"].number_value == 0.1
 
 
 def test_checkpoint_loads_with_weights_only_and_carries_full_state(trpo_run):

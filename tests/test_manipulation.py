@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
@@ -12,10 +14,10 @@ from robometa.envs import MetaEnv
 from robometa.errors import RobometaError
 from robometa.eval.baselines import run_episodes as episodes
 from robometa.sim.batch_sim import BatchSim
-from robometa.tasks import env_ids, make_family
+from robometa.tasks import make_family
 from robometa.tasks.manipulation import robot
 from robometa.tasks.manipulation.experts import expert_action
-from robometa.tasks.manipulation.families import KINDS, SUCCESS_THRESHOLD, ManipTask
+from robometa.tasks.manipulation.families import KINDS, ManipTask
 from robometa.tasks.manipulation.objects import (
     SHAPES,
     SIZE_RANGES,
@@ -166,12 +168,16 @@ def test_ml1_splits_hold_out_shapes_masses_and_goals(name):
     assert {t.shape for t in train} == {"box", "cylinder", "sphere"}
     assert {t.shape for t in test} == {"capsule", "ellipsoid"}
     assert max(t.mass for t in train) <= 0.3 <= min(t.mass for t in test)
-
-    def in_band(x):
-        return 0.075 <= abs(x) <= 0.125
-
-    assert not any(in_band(t.goal[0]) for t in train)
-    assert all(in_band(t.goal[0]) for t in test)
+    assert all(family.in_split(t, "train") for t in train)
+    assert not any(family.in_split(t, "train") for t in test)
+    # Each held-out property alone takes a training task out of the training region:
+    # a goal x in a band |x| in [0.075, 0.125] m (edges included), a heavier object.
+    task = next(t for t in train if abs(t.goal[0]) < 0.05)
+    for x in (0.075, 0.1, 0.125, -0.075, -0.125):
+        assert not family.in_split(dataclasses.replace(task, goal=(x, *task.goal[1:])), "train"), x
+    for x in (0.07, 0.13, -0.2):
+        assert family.in_split(dataclasses.replace(task, goal=(x, *task.goal[1:])), "train"), x
+    assert not family.in_split(dataclasses.replace(task, mass=0.4), "train")
     if name == "reach":  # goals keep clear of the object
         assert all(math.dist(t.goal[:2], t.object_xy) >= 0.1 for t in train + test)
 
@@ -183,12 +189,27 @@ def test_manip_ml_holds_out_the_pick_place_kind():
     assert {t.kind for t in test} == {"pick-place"}
     assert {t.shape for t in train} == set(SHAPES)
     assert family.term_names == ("reach", "success", "place", "lift")
+    assert all(family.in_split(t, "train") for t in train)
+    assert all(family.in_split(t, "test") and not family.in_split(t, "val") for t in test)
 
 
-def test_registered_with_versioned_ids():
-    ids = env_ids()
-    for env_id in ("robometa/Reach-v0", "robometa/Push-v0", "robometa/PickPlace-v0", "robometa/ManipML-v0"):
-        assert env_id in ids
+@pytest.mark.parametrize(
+    "name,env_id",
+    [
+        ("reach", "robometa/Reach-v0"),
+        ("push", "robometa/Push-v0"),
+        ("pick-place", "robometa/PickPlace-v0"),
+        ("manip-ml", "robometa/ManipML-v0"),
+    ],
+)
+def test_gymnasium_ids_make_their_family(name, env_id):
+    env = gym.make(env_id)
+    assert env.spec.max_episode_steps == 200
+    meta = env.unwrapped
+    assert meta.family.name == name and make_family(env_id).name == name
+    kinds = {t.kind for t in meta.sample_tasks(8, "test")}
+    assert kinds == ({"pick-place"} if name == "manip-ml" else {name})
+    env.close()
 
 
 # ------------------------------------------------------------------ experts
@@ -238,9 +259,24 @@ def test_success_and_reward_terms_follow_the_documented_thresholds():
         moved = state.copy()
         moved[0, lay.qpos.start + obj : lay.qpos.start + obj + 3] = goal + (offset, 0.0, 0.0)
         assert bool(family.success(moved, np.zeros((1, 0)), params)[0]) is expected
-    assert SUCCESS_THRESHOLD == {"reach": 0.05, "push": 0.05, "pick-place": 0.07}
     assert set(make_family("reach").term_names) == {"reach", "success"}
     assert set(make_family("push").term_names) == {"reach", "place", "success"}
+
+
+@pytest.mark.parametrize("kind,threshold", [("reach", 0.05), ("push", 0.05)])
+def test_reach_and_push_succeed_within_their_documented_distance(kind, threshold):
+    """reach: the TCP within 0.05 m of the goal; push: the object's xy within 0.05 m (any height)."""
+    family = make_family(kind)
+    task = family.split_tasks("train", n=1)[0]
+    state = family.initial_state(family.model(task), task, np.random.default_rng(0))[None]
+    params = family.task_params([task])
+    q = family.layout.qpos.start
+    moved_part = family.addr.tcp_qpos if kind == "reach" else np.arange(3) + family.addr.obj_qpos
+    goal = np.array(task.goal)
+    for offset, expected in ((threshold - 0.001, True), (threshold + 0.001, False)):
+        moved = state.copy()
+        moved[0, q + moved_part] = goal + (0.0, offset, 0.05 if kind == "push" else 0.0)
+        assert bool(family.success(moved, np.zeros((1, 0)), params)[0]) is expected, offset
 
 
 def test_goal_is_hidden_unless_asked_for():

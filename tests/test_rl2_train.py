@@ -131,8 +131,41 @@ def test_cli_train_rl2_run_dir_and_resume_equals_uninterrupted(tmp_path, capsys)
         assert torch.equal(v, b["algo"]["policy"][k]), k
     assert torch.equal(a["algo"]["obs_norm"]["mean"], b["algo"]["obs_norm"]["mean"])
     curves = [json.loads(line) for line in (part / "curves.jsonl").read_text().splitlines()]
-    assert [c["iteration"] for c in curves] == [0, 1] and all(c["x"] == "episode" for c in curves)
+    assert [(c["iteration"], c["split"]) for c in curves] == [
+        (0, "val"),
+        (0, "test"),
+        (1, "val"),
+        (1, "test"),
+    ]
+    assert all(c["x"] == "episode" for c in curves)
     assert curves == [json.loads(line) for line in (whole / "curves.jsonl").read_text().splitlines()]
+
+
+def test_rl2_logs_validation_and_test_success_curves_on_manipulation(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from robometa.runs import load_checkpoint
+
+    run = tmp_path / "reach"
+    argv = [
+        "--algo",
+        "rl2",
+        "--family",
+        "reach",
+        "--run-dir",
+        str(run),
+        "iterations=1",
+        "eval_steps=1",
+        *TINY,
+    ]
+    assert _train([*argv, "device=cpu"]) == 0
+    ea = EventAccumulator(str(run))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    for split in ("adapt", "adapt_val", "adapt_test"):
+        assert {f"{split}/success/episode_1", f"{split}/success/episode_2"} <= tags, split
+    best = load_checkpoint(run / "checkpoints/best.pt")["selection"]
+    assert (best["split"], best["metric"]) == ("val", "adapt_val/return/episode_2")
 
 
 def test_cli_bad_rl2_input_is_one_line_and_touches_nothing(tmp_path, capsys):

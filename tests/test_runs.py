@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,9 @@ from robometa.runs import (
     check_new,
     check_resumable,
     curve_scalars,
+    curve_tag,
     custom_scalars_layout,
+    default_run_path,
     load_checkpoint,
     save_checkpoint,
 )
@@ -179,6 +180,14 @@ def test_curve_record_and_tags():
     }
     rl2 = AdaptationCurve("train", "episode", [0], [2.0])
     assert curve_scalars(rl2) == {"adapt/return/episode_1": 2.0}  # episode 1 of the trial
+    val = AdaptationCurve("val", "episode", [0, 1], [1.0, 2.0], success_mean=[0.0, 1.0])
+    assert curve_scalars(val) == {
+        "adapt_val/return/episode_1": 1.0,
+        "adapt_val/return/episode_2": 2.0,
+        "adapt_val/success/episode_1": 0.0,
+        "adapt_val/success/episode_2": 1.0,
+    }
+    assert curve_tag("val", "adapt_step", 1) == "adapt_val/return/step_1"
 
 
 def test_custom_scalars_layout_puts_every_step_in_one_chart():
@@ -189,10 +198,21 @@ def test_custom_scalars_layout_puts_every_step_in_one_chart():
     tags = [f"adapt_test/return/step_{k}" for k in range(5)]
     assert all(re.fullmatch(regex, t) for t in tags)
     assert not re.fullmatch(regex, "adapt/return/step_0")
+    (regex,) = layout["adaptation (validation tasks: selects best.pt)"]["return"][1]
+    assert re.fullmatch(regex, "adapt_val/return/episode_3") and not re.fullmatch(regex, tags[0])
 
 
-def test_paths_are_relative_to_run(tmp_path):
-    assert Path(check_new(tmp_path / "r").path).name == "r"
+def test_default_run_path_never_reuses_a_directory(tmp_path, monkeypatch):
+    import robometa.runs.run_dir as run_dir
+
+    monkeypatch.setattr(run_dir.time, "strftime", lambda fmt: "20260101-120000")
+    first = default_run_path("maml-trpo", "cheetah-vel", root=tmp_path)
+    assert first == tmp_path / "maml-trpo-cheetah-vel-20260101-120000" and not first.exists()
+    first.mkdir()
+    second = default_run_path("maml-trpo", "cheetah-vel", root=tmp_path)
+    assert second.name == "maml-trpo-cheetah-vel-20260101-120000-2"
+    second.mkdir()
+    assert default_run_path("maml-trpo", "cheetah-vel", root=tmp_path).name.endswith("-3")
 
 
 def test_default_is_quick_maml_trpo_on_cheetah_vel():

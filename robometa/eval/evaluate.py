@@ -1,4 +1,14 @@
-"""``robometa evaluate``: a trained run against baselines on held-out tasks."""
+"""``robometa evaluate``: a trained run against baselines on held-out tasks.
+
+Which checkpoint: every checkpoint records how it was chosen (``"selection"``):
+``latest.pt`` by nothing but time, ``best.pt`` by its return on the tasks of one
+split (``val`` since validation splits exist; a ``best.pt`` without a record is from
+before, when it was chosen on ``test``). A checkpoint is never evaluated on tasks it
+was chosen on: its score there would be the maximum of noisy measurements, not an
+estimate. By default ``best`` is used when it exists and was chosen elsewhere, else
+``latest``; asking for ``best`` where it was chosen on the evaluated split (or on
+tasks among the evaluated ones) is refused.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +24,7 @@ import numpy as np
 from robometa.errors import RobometaError, choice_error
 from robometa.eval import baselines as bl
 from robometa.eval.protocol import MethodResult, write_report
-from robometa.tasks.base import Task, check_split
+from robometa.tasks.base import Task, TaskFamily, check_split
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +41,117 @@ class LoadedRun:
     config: Any  # TrainConfig
     family: Any  # TaskFamily
     algo: Any  # Algorithm
-    checkpoint: str
-    iteration: int
+    checkpoint: str  # "best" | "latest": the file it was loaded from
+    iteration: int  # meta-iterations the checkpoint had trained
+    selection: dict[str, Any]  # how the checkpoint was chosen (see selection_record)
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """What a report records about the evaluated checkpoint."""
+        return {
+            "run": str(self.path),
+            "checkpoint": self.checkpoint,
+            "iteration": self.iteration,
+            "selection": self.selection,
+        }
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> LoadedRun:
-    """Rebuild a run's learner from ``checkpoints/<checkpoint>.pt``; writes nothing."""
-    from robometa.algos import make_algorithm
+def open_run(run_dir: str | Path) -> tuple[Any, Any]:
+    """A run directory's paths (:class:`RunDir`) and resolved config; writes nothing."""
     from robometa.configs import build_config, read_yaml
-    from robometa.runs import RunDir, load_checkpoint
-    from robometa.tasks import make_family
+    from robometa.runs import RunDir
 
-    if checkpoint not in CHECKPOINTS:
-        raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
     run = RunDir(Path(run_dir))
     if not run.path.is_dir():
         raise RobometaError(f"run directory {str(run.path)!r} not found; train one with: robometa train")
     if not run.config.is_file():
         raise RobometaError(f"{str(run.path)!r} is not a robometa run (no config.yaml)")
-    config = build_config(read_yaml(run.config, "run config"))
-    path = run.best if checkpoint == "best" else run.latest
-    if checkpoint == "best" and not path.is_file():
-        path = run.latest  # runs that never evaluated have no best yet
-    ckpt = load_checkpoint(path)
+    return run, build_config(read_yaml(run.config, "run config"))
+
+
+def selection_record(ckpt: dict[str, Any], name: str, config: Any) -> dict[str, Any]:
+    """How checkpoint ``name`` (``best`` | ``latest``) was chosen.
+
+    ``{"rule": "latest", "iteration"}``, or ``{"rule": "best", "split", "metric",
+    "step", "value", "iteration", "split_seed", "tasks"}``: the split whose first
+    ``tasks`` tasks (of ``split_seed``) chose it. A ``best.pt`` written before
+    checkpoints carried a record was chosen on the run's test tasks.
+    """
+    selection = ckpt.get("selection")
+    if isinstance(selection, dict) and "rule" in selection:
+        return dict(selection)
+    iteration = int(ckpt.get("iteration", 0))
+    if name == "latest":
+        return {"rule": "latest", "iteration": iteration}
+    return {
+        "rule": "best",
+        "split": "test",
+        "metric": "held-out return at the last evaluated step (a run from before validation splits)",
+        "iteration": iteration,
+        "split_seed": config.split_seed,
+        "tasks": config.eval_tasks,
+    }
+
+
+def selection_conflict(
+    selection: dict[str, Any], family: TaskFamily, split: str, tasks: Sequence[Task]
+) -> str | None:
+    """Why a checkpoint chosen by ``selection`` must not be evaluated on ``tasks`` of
+    ``split`` (``None`` when it may): it was chosen on that split, or on some of those tasks."""
+    if selection.get("rule") != "best":
+        return None
+    chosen_on = selection.get("split", "test")
+    if chosen_on == split:
+        return f"was chosen on the {split} split"
+    chosen = family.split_tasks(chosen_on, seed=selection["split_seed"], n=selection["tasks"])
+    keys = {t.to_json() for t in chosen}
+    shared = sum(t.to_json() in keys for t in tasks)
+    if shared:
+        return f"was chosen on {chosen_on} tasks, {shared} of which are among the evaluated {split} tasks"
+    return None
+
+
+def load_run(
+    run_dir: str | Path,
+    checkpoint: str | None = None,
+    device: str = "cpu",
+    split: str = "test",
+    tasks: Sequence[Task] | None = None,
+) -> LoadedRun:
+    """Rebuild a run's learner to evaluate it on ``tasks`` of ``split``; writes nothing.
+
+    ``checkpoint``: ``"best"``, ``"latest"``, or ``None``: ``best`` when it exists and
+    was not chosen on these tasks, else ``latest``. An explicit ``"best"`` chosen on
+    ``split`` (or on some of ``tasks``) raises :class:`RobometaError`; a run that never
+    evaluated has no ``best.pt`` and gives ``latest``. ``tasks`` (default: the run's
+    ``eval_tasks`` first tasks of ``split``) are only read for that check.
+    """
+    from robometa.algos import make_algorithm
+    from robometa.runs import load_checkpoint
+    from robometa.tasks import make_family
+
+    if checkpoint is not None and checkpoint not in CHECKPOINTS:
+        raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
+    check_split(split)
+    run, config = open_run(run_dir)
+    family = make_family(config.family)
+    if tasks is None:
+        tasks = family.split_tasks(split, seed=config.split_seed, n=config.eval_tasks)
+    refused = None
+    if checkpoint != "latest" and run.best.is_file():
+        path, ckpt = run.best, load_checkpoint(run.best)
+        selection = selection_record(ckpt, "best", config)
+        refused = selection_conflict(selection, family, split, tasks)
+        if refused is not None and checkpoint == "best":
+            raise RobometaError(
+                f"{path} {refused}: its return there is a maximum over evaluations, not an estimate; "
+                f"evaluate --checkpoint latest, or on another --split"
+            )
+    if checkpoint == "latest" or not run.best.is_file() or refused is not None:
+        path, ckpt = run.latest, load_checkpoint(run.latest)
+        selection = selection_record(ckpt, "latest", config)
+        if refused is not None:
+            log.info("%s %s; using %s", run.best, refused, path)
+            selection["instead_of_best"] = f"best.pt {refused}"
     saved = ckpt.get("config") or {}
     for key in ("family", "algo"):
         if key in saved and saved[key] != getattr(config, key):
@@ -61,7 +159,6 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
                 f"checkpoint {path} was trained with {key} {saved[key]!r} but the run's config.yaml says "
                 f"{getattr(config, key)!r}; evaluate the run the checkpoint came from"
             )
-    family = make_family(config.family)
     algo = make_algorithm(config.algo, family, config.algo_params, device, config.seed)
     try:
         algo.load_state_dict(ckpt["algo"])
@@ -69,18 +166,16 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
         raise RobometaError(
             f"checkpoint {path} does not fit the run's {config.algo} on {config.family} ({exc})"
         ) from None
-    return LoadedRun(run.path, config, family, algo, path.stem, int(ckpt.get("iteration", 0)))
+    return LoadedRun(run.path, config, family, algo, path.stem, int(ckpt.get("iteration", 0)), selection)
 
 
-def held_out_tasks(loaded: LoadedRun, split: str, n_tasks: int | None) -> list[Task]:
+def held_out_tasks(config: Any, family: TaskFamily, split: str, n_tasks: int | None) -> list[Task]:
+    """The first ``n_tasks`` (default: the run's ``eval_tasks``) tasks of ``split``, of the run's split seed."""
     check_split(split)
-    fam = loaded.family
-    default = loaded.config.eval_tasks
-    n = default if n_tasks is None else int(n_tasks)
+    n = config.eval_tasks if n_tasks is None else int(n_tasks)
     if n < 1:
         raise RobometaError(f"--tasks must be >= 1, got {n}")
-    tasks = fam.split_tasks(split, seed=loaded.config.split_seed, n=n)
-    return tasks
+    return family.split_tasks(split, seed=config.split_seed, n=n)
 
 
 def learner_result(
@@ -107,13 +202,18 @@ def learner_result(
         returns=np.stack(per_seed_r),
         success=np.stack(per_seed_s) if per_seed_s else None,
         episodes_per_step=episodes,
-        notes={"run": str(loaded.path), "checkpoint": loaded.checkpoint, "iteration": loaded.iteration},
+        notes=loaded.checkpoint_info(),
         recorded=recorded,
     )
 
 
 def multitask_result(
-    first: LoadedRun, tasks: Sequence[Task], steps: int, seeds: Sequence[int], cache: Path
+    first: LoadedRun,
+    tasks: Sequence[Task],
+    steps: int,
+    seeds: Sequence[int],
+    cache: Path,
+    split: str = "test",
 ) -> MethodResult:
     """One policy trained on the run's train tasks without meta-learning, then fine-tuned.
 
@@ -121,6 +221,11 @@ def multitask_result(
     TRPO/PPO with the run's settings, iterations and seed), fine-tuned at evaluation
     with the run's inner step size, steps and episodes: the same budget. The trained
     baseline is a run directory under ``eval/cache/`` (resumed if interrupted).
+
+    Its checkpoint is chosen by the evaluated learner's rule: when the learner is a
+    validation-chosen ``best``, the baseline run evaluates the same validation tasks
+    as often and keeps its own ``best`` by the return after the same number of
+    (fine-tuning) steps; otherwise both are ``latest``.
     """
     import dataclasses
     import hashlib
@@ -134,20 +239,27 @@ def multitask_result(
             f"the multitask baseline fine-tunes with gradient steps; it needs a MAML run, not {first.config.algo}"
         )
     params = dataclasses.replace(first.config.algo_params, inner_steps=0, learn_inner_lr=False)
-    cfg = dataclasses.replace(first.config, algo_params=params, eval_every=0, device="cpu")
-    key = hashlib.sha256(json.dumps(config_to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+    by_val = first.selection.get("rule") == "best" and first.selection.get("split") == "val"
+    # Evaluation only ever reads what training wrote, so eval_every changes no weight.
+    eval_every = first.config.eval_every if by_val else 0
+    cfg = dataclasses.replace(first.config, algo_params=params, eval_every=eval_every, device="cpu")
+    keyed = config_to_dict(cfg)
+    step = None
+    if by_val:
+        step = int(first.selection.get("step", first.algo.trained_steps))
+        keyed["selection_step"] = step
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache / f"multitask-{key}"
-    trainer = (
-        Trainer.resume(path) if (path / "checkpoints" / "latest.pt").is_file() else Trainer.create(cfg, path)
-    )
+    if (path / "config.yaml").is_file():
+        trainer = Trainer.resume(path, selection_step=step)
+    else:
+        trainer = Trainer.create(cfg, path, selection_step=step)
     trainer.train()
     # Fine-tuning uses the evaluated run's inner step size (learned ones are not transferable).
-    mt = load_run(path, "latest")
+    mt = load_run(path, "best" if by_val else "latest", split=split, tasks=tasks)
     result = learner_result(mt, tasks, steps, seeds)
     result.name = "multi-task + fine-tune"
-    result.notes = {"run": str(path), "iterations": cfg.iterations}
+    result.notes = {**mt.checkpoint_info(), "iterations": cfg.iterations, "rule_of": str(first.path)}
     return result
 
 
@@ -159,7 +271,7 @@ def evaluate(
     seeds: Sequence[int] = (0, 1, 2),
     baselines: Sequence[str] = DEFAULT_BASELINES,
     name: str | None = None,
-    checkpoint: str = "best",
+    checkpoint: str | None = None,
     device: str = "cpu",
     out_dir: str | Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
@@ -168,6 +280,10 @@ def evaluate(
     ``steps`` (``None``: each learner's ``trained_steps``, the adaptation meta-training
     taught it) is the number of adaptation steps (MAML) or extra episodes of a trial
     (RL²) after step 0; the baselines follow the first run's.
+
+    ``checkpoint``: ``best`` | ``latest`` | ``None`` (see :func:`load_run`: never one
+    chosen on the evaluated tasks). The summary's ``settings["checkpoints"]`` records,
+    per run, the checkpoint used, its iteration and how it was chosen.
 
     Writes ``<first run>/eval/<name>/`` (or ``out_dir``) and returns it with the summary.
     """
@@ -178,7 +294,15 @@ def evaluate(
             raise choice_error("baseline", b, BASELINES)
     if not seeds:
         raise RobometaError("--seeds needs at least one seed")
-    loaded = [load_run(r, checkpoint, device) for r in run_dirs]
+    check_split(split)
+    if checkpoint is not None and checkpoint not in CHECKPOINTS:
+        raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
+    from robometa.tasks import make_family
+
+    # The tasks: the first run's fixed list of the split; every run is checked against them.
+    config0 = open_run(run_dirs[0])[1]
+    tasks = held_out_tasks(config0, make_family(config0.family), split, n_tasks)
+    loaded = [load_run(r, checkpoint, device, split, tasks) for r in run_dirs]
     families = {lr.config.family for lr in loaded}
     if len(families) > 1:
         raise RobometaError(
@@ -192,7 +316,6 @@ def evaluate(
         raise RobometaError(f"--adapt-steps / --episodes must be >= 0, got {steps}")
     run_steps = [lr.algo.trained_steps if steps is None else steps for lr in loaded]
     steps = run_steps[0]
-    tasks = held_out_tasks(first, split, n_tasks)
     t0 = time.perf_counter()
     methods = []
     names_seen: dict[str, int] = {}
@@ -229,7 +352,7 @@ def evaluate(
             )
         )
     if "multitask" in baselines:
-        methods.append(multitask_result(first, tasks, steps, seeds, cache))
+        methods.append(multitask_result(first, tasks, steps, seeds, cache, split))
     if "ppo-scratch" in baselines:
         res = bl.cached(
             cache,
@@ -256,7 +379,15 @@ def evaluate(
     if name is None:
         name = f"{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(out_dir) if out_dir is not None else first.path / "eval" / name
-    settings.update({"runs": [str(lr.path) for lr in loaded], "checkpoint": checkpoint, "seconds": 0.0})
+    settings.update(
+        {
+            "runs": [str(lr.path) for lr in loaded],
+            "checkpoint": first.checkpoint,
+            "checkpoint_requested": checkpoint or "default",
+            "checkpoints": [lr.checkpoint_info() for lr in loaded],
+            "seconds": 0.0,
+        }
+    )
     settings["seconds"] = round(time.perf_counter() - t0, 2)
     title = f"{first.config.family}, {split} tasks ({len(tasks)}), {len(seeds)} seed(s)"
     summary = write_report(out, methods, settings, tasks, title)

@@ -2,7 +2,7 @@
 
 from robometa.runs.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from robometa.runs.run_dir import RunDir, check_new, check_resumable, default_run_path
-from robometa.runs.writer import RunWriter, curve_scalars, custom_scalars_layout
+from robometa.runs.writer import RunWriter, curve_scalars, curve_tag, custom_scalars_layout
 
 __all__ = [
     "RunDir",
@@ -12,6 +12,7 @@ __all__ = [
     "check_new",
     "check_resumable",
     "curve_scalars",
+    "curve_tag",
     "custom_scalars_layout",
     "default_run_path",
     "load_checkpoint",

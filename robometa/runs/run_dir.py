@@ -5,9 +5,10 @@
     runs/<name>/
       config.yaml            resolved config (what --resume reads back)
       events.out.tfevents.*  TensorBoard
-      curves.jsonl           held-out adaptation curves, one record per evaluation
+      curves.jsonl           evaluation curves: a "val" and a "test" record per evaluation
       checkpoints/latest.pt  written atomically every checkpoint_every iterations
-      checkpoints/best.pt    the state with the best held-out adapted return so far
+      checkpoints/best.pt    the state with the best validation return so far (never chosen
+                             on test tasks); each checkpoint says how under "selection"
 """
 
 from __future__ import annotations

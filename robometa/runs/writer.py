@@ -1,8 +1,10 @@
 """TensorBoard logging for runs: scalars, adaptation curves, layout, hyperparameters.
 
-Tags group by purpose: ``adapt/`` (training-task adaptation curves), ``adapt_test/``
-(held-out curves), ``loss/``, ``train/``, ``time/``, ``sim/``. The custom-scalars
-layout puts every step of a curve in one chart (TensorBoard's CUSTOM SCALARS tab).
+Tags group by purpose: ``adapt/`` (training-task adaptation curves), ``adapt_val/``
+(validation curves: the only ones a choice such as the best checkpoint looks at),
+``adapt_test/`` (held-out curves, for watching only), ``loss/``, ``train/``,
+``time/``, ``sim/``. The custom-scalars layout puts every step of a curve in one
+chart (TensorBoard's CUSTOM SCALARS tab).
 """
 
 from __future__ import annotations
@@ -15,23 +17,29 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from robometa.algos.base import AdaptationCurve
 
-CURVE_PREFIX = {"train": "adapt", "test": "adapt_test"}
+CURVE_PREFIX = {"train": "adapt", "val": "adapt_val", "test": "adapt_test"}
+
+
+def curve_tag(split: str, x: str, step: int, metric: str = "return") -> str:
+    """The tag of one point of a curve: ``adapt[_val|_test]/<metric>/step_k``.
+
+    Memory-based learners (``x == "episode"``) name step s ``episode_{s+1}``: episode
+    s+1 of a trial, after the s episodes seen before it.
+    """
+    name = f"step_{step}" if x == "adapt_step" else f"episode_{step + 1}"
+    return f"{CURVE_PREFIX[split]}/{metric}/{name}"
 
 
 def curve_scalars(curve: AdaptationCurve) -> dict[str, float]:
-    """``adapt[_test]/return/step_k`` (and ``.../success/step_k``) for every step of a curve.
-
-    Memory-based learners (``x == "episode"``) log ``.../episode_k`` for episode
-    k = 1..K of a trial (their curve's step s counts the s episodes seen before it).
-    """
-    prefix = CURVE_PREFIX[curve.split]
-    if curve.x == "adapt_step":
-        names = [f"step_{k}" for k in curve.steps]
-    else:
-        names = [f"episode_{k + 1}" for k in curve.steps]
-    out = {f"{prefix}/return/{n}": r for n, r in zip(names, curve.return_mean)}
+    """``adapt[_val|_test]/return/step_k`` (and ``.../success/step_k``) for every step of a curve."""
+    out = {curve_tag(curve.split, curve.x, k): r for k, r in zip(curve.steps, curve.return_mean)}
     if curve.success_mean is not None:
-        out.update({f"{prefix}/success/{n}": s for n, s in zip(names, curve.success_mean)})
+        out.update(
+            {
+                curve_tag(curve.split, curve.x, k, "success"): s
+                for k, s in zip(curve.steps, curve.success_mean)
+            }
+        )
     return out
 
 
@@ -45,6 +53,10 @@ def custom_scalars_layout() -> dict:
         "adaptation (train tasks)": {
             "return": multi(r"adapt/return/(step|episode)_\d+"),
             "success": multi(r"adapt/success/(step|episode)_\d+"),
+        },
+        "adaptation (validation tasks: selects best.pt)": {
+            "return": multi(r"adapt_val/return/(step|episode)_\d+"),
+            "success": multi(r"adapt_val/success/(step|episode)_\d+"),
         },
         "adaptation (held-out tasks)": {
             "return": multi(r"adapt_test/return/(step|episode)_\d+"),

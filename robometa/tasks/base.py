@@ -3,7 +3,8 @@
 A :class:`TaskFamily` says four things about a family of related tasks:
 
 1. what a :class:`Task` is (a small frozen dataclass that round-trips through JSON);
-2. how tasks are distributed, with seed-fixed, disjoint ``train`` / ``test`` splits;
+2. how tasks are distributed: seed-fixed ``train`` / ``val`` / ``test`` splits, and
+   :meth:`TaskFamily.in_split`, which says which split's region a task lies in;
 3. how a task becomes an ``MjModel`` (``MjSpec`` for structure, in-place edits for
    numbers, cached per structure);
 4. the pure, vectorized functions of the environment: initial state, observation,
@@ -31,7 +32,20 @@ import numpy as np
 
 from robometa.errors import RobometaError, choice_error
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+"""The fixed task splits of every family.
+
+``train`` and ``val`` are drawn from the *training region* of task space; ``test``
+from the held-out region, which training never samples. ``val`` is the only split
+any choice (best checkpoint, early stop, tuning) may look at; ``test`` is for
+reporting.
+"""
+
+# Seed stream of each split's fixed list (``split_tasks``). Fixed numbers, not
+# positions in SPLITS: adding a split must not change another split's tasks.
+_SPLIT_STREAM = {"train": 0, "test": 1, "val": 2}
+# The region of task space each split draws from.
+_SPLIT_REGION = {"train": "train", "val": "train", "test": "test"}
 
 _FULLPHYSICS = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 
@@ -92,6 +106,11 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise choice_error("split", split, SPLITS)
     return split
+
+
+def split_region(split: str) -> str:
+    """The region a split draws from: ``"train"`` (train and val) or ``"test"``."""
+    return _SPLIT_REGION[check_split(split)]
 
 
 # ---------------------------------------------------------------- state layout
@@ -186,7 +205,11 @@ class Marker:
 
 @dataclass(frozen=True)
 class FamilyInfo:
-    """What ``robometa tasks`` prints about a family."""
+    """What ``robometa tasks`` prints about a family.
+
+    ``n_train`` / ``n_val`` / ``n_test``: default sizes of the fixed splits;
+    ``heldout``: what the test split holds out; ``validation``: what the val split is.
+    """
 
     name: str
     env_id: str
@@ -195,8 +218,10 @@ class FamilyInfo:
     horizon: int
     dt: float
     n_train: int
+    n_val: int
     n_test: int
     heldout: str
+    validation: str
     has_success: bool
     description: str
 
@@ -221,8 +246,13 @@ class TaskFamily(ABC):
     has_success: ClassVar[bool] = False
     # default sizes of the fixed splits returned by split_tasks()
     n_train: ClassVar[int] = 100
+    n_val: ClassVar[int] = 40
     n_test: ClassVar[int] = 40
     heldout: ClassVar[str] = ""  # one line: what the test split holds out
+    # one line: what the val split is
+    validation: ClassVar[str] = "drawn like train (the training region), on a seed stream of its own"
+    # False for families whose whole task space is the training region (nothing held out).
+    has_heldout: ClassVar[bool] = True
 
     # compiled models kept per family (least recently used ones are dropped)
     model_cache_size: ClassVar[int] = 1024
@@ -234,15 +264,42 @@ class TaskFamily(ABC):
     # ---- task distribution ------------------------------------------------
     @abstractmethod
     def sample_tasks(self, n: int, rng: np.random.Generator, split: str = "train") -> list[Task]:
-        """Draw ``n`` tasks from the split's region of task space."""
+        """Draw ``n`` tasks from the split's region of task space (:func:`split_region`)."""
+
+    @abstractmethod
+    def _in_training_region(self, task: Task) -> bool:
+        """Whether the train split could draw ``task`` (the family's one region predicate)."""
+
+    def in_split(self, task: Task, split: str) -> bool:
+        """Whether ``task`` lies in the region of task space that ``split`` draws from.
+
+        ``train`` and ``val``: the training region. ``test``: the held-out region, every
+        task outside the training region, for families with one (:attr:`has_heldout`);
+        for a family without one, every task.
+        """
+        region = split_region(split)
+        if not isinstance(task, self.task_cls):
+            raise RobometaError(f"{self.name} expects a {self.task_cls.__name__}, got {type(task).__name__}")
+        inside = bool(self._in_training_region(task))
+        if region == "train":
+            return inside
+        return not inside if self.has_heldout else True
+
+    def split_size(self, split: str) -> int:
+        """Default number of tasks in a split's fixed list."""
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[check_split(split)]
 
     def split_tasks(self, split: str, seed: int = 0, n: int | None = None) -> list[Task]:
-        """The fixed task list of a split: same seed, same tasks; train and test disjoint."""
-        check_split(split)
+        """The fixed task list of a split: same seed, same tasks.
+
+        Each split has its own seed stream, so no list depends on another. ``val``
+        draws from the training region like ``train`` but on another stream: its
+        tasks are not the train list's, and (outside families without a held-out
+        region) never the test split's.
+        """
         if n is None:
-            n = self.n_train if split == "train" else self.n_test
-        # Separate streams per split so the two lists never depend on each other.
-        rng = np.random.default_rng([seed, SPLITS.index(split)])
+            n = self.split_size(split)
+        rng = np.random.default_rng([seed, _SPLIT_STREAM[check_split(split)]])
         return self.sample_tasks(n, rng, split)
 
     def task_from_dict(self, data: Mapping[str, Any]) -> Task:
@@ -295,8 +352,10 @@ class TaskFamily(ABC):
             horizon=self.horizon,
             dt=lay.dt,
             n_train=self.n_train,
+            n_val=self.n_val,
             n_test=self.n_test,
             heldout=self.heldout,
+            validation=self.validation,
             has_success=self.has_success,
             description=self.description,
         )

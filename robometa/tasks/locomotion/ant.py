@@ -45,7 +45,7 @@ import numpy as np
 
 from robometa.assets import gymnasium_asset
 from robometa.errors import RobometaError
-from robometa.tasks.base import Marker, Task, TaskFamily, check_number, check_split
+from robometa.tasks.base import Marker, Task, TaskFamily, check_number, split_region
 from robometa.tasks.locomotion.common import v5_initial_state
 
 RESET_NOISE = 0.1  # Ant-v5 reset_noise_scale
@@ -189,11 +189,15 @@ class AntDirTask(Task):
 
 
 def _sample_bearings(rng: np.random.Generator, n: int, split: str) -> np.ndarray:
-    """``n`` angles (rad): inside the held-out sectors for ``test``, outside them for ``train``."""
-    check_split(split)
-    if split == "test":
+    """``n`` angles (rad): inside the held-out sectors for ``test``, outside them for ``train`` / ``val``."""
+    if split_region(split) == "test":
         return _sample_sectors(rng, n, HELDOUT_SECTORS)
     return _sample_outside(rng, n, HELDOUT_SECTORS)
+
+
+def _bearing_outside_sectors(angle: float) -> bool:
+    """Whether a bearing (rad) lies in the training region: outside every held-out sector."""
+    return not _in_sectors(np.array([angle]), HELDOUT_SECTORS)[0]
 
 
 class AntDir(AntFamily):
@@ -206,6 +210,9 @@ class AntDir(AntFamily):
     def sample_tasks(self, n, rng, split="train"):
         a = _sample_bearings(rng, n, split)
         return [AntDirTask(float(x)) for x in a]
+
+    def _in_training_region(self, task: AntDirTask) -> bool:
+        return _bearing_outside_sectors(task.angle)
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
         a = np.array([t.angle for t in tasks], dtype=np.float64)
@@ -260,6 +267,9 @@ class AntGoal(AntFamily):
         # Uniform over the disc (area-preserving radius).
         r = GOAL_RADIUS * np.sqrt(rng.uniform(0.0, 1.0, n))
         return [AntGoalTask((float(ri * np.cos(ai)), float(ri * np.sin(ai)))) for ri, ai in zip(r, a)]
+
+    def _in_training_region(self, task: AntGoalTask) -> bool:
+        return _bearing_outside_sectors(float(np.arctan2(task.goal[1], task.goal[0])))
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
         return np.array([t.goal for t in tasks], dtype=np.float64).reshape(-1, 2)

@@ -24,7 +24,7 @@ import numpy as np
 
 from robometa.assets import gymnasium_asset
 from robometa.errors import RobometaError
-from robometa.tasks.base import Marker, Task, TaskFamily, check_number, check_split
+from robometa.tasks.base import Marker, Task, TaskFamily, check_number, split_region
 from robometa.tasks.locomotion.common import v5_initial_state
 
 _TOTAL_MASS = 14.0  # half_cheetah.xml's settotalmass
@@ -128,12 +128,15 @@ class CheetahVel(CheetahFamily):
     )
     heldout = "goal velocities in [0.2,0.3] u [0.7,0.8] u [1.2,1.3] u [1.7,1.8] m/s"
 
-    def _in_test(self, v: np.ndarray) -> np.ndarray:
+    def _in_bands(self, v: np.ndarray) -> np.ndarray:
+        """``v: (n,)`` goal velocities (m/s) -> ``(n,)`` bool: inside a held-out band."""
         return np.any([(lo <= v) & (v <= hi) for lo, hi in self.test_bands], axis=0)
 
+    def _in_training_region(self, task: VelocityTask) -> bool:
+        return not self._in_bands(np.array([task.goal_velocity]))[0]
+
     def sample_tasks(self, n, rng, split="train"):
-        check_split(split)
-        if split == "test":
+        if split_region(split) == "test":
             bands = np.asarray(self.test_bands)
             widths = bands[:, 1] - bands[:, 0]
             which = rng.choice(len(bands), size=n, p=widths / widths.sum())
@@ -143,7 +146,7 @@ class CheetahVel(CheetahFamily):
             v = np.empty(0)
             while v.size < n:
                 draw = rng.uniform(*self.velocity_range, size=2 * n)
-                v = np.concatenate([v, draw[~self._in_test(draw)]])
+                v = np.concatenate([v, draw[~self._in_bands(draw)]])
             v = v[:n]
         return [VelocityTask(float(x)) for x in v]
 
@@ -179,15 +182,21 @@ class CheetahDir(CheetahFamily):
     task_cls = DirectionTask
     description = "HalfCheetah runs forward or backward (MAML, Finn et al. 2017)"
     n_train = 2
+    n_val = 2
     n_test = 2
-    heldout = "none: the family has only two tasks, both splits hold both directions"
+    heldout = "none: the family has only two tasks, every split holds both directions"
+    validation = "both directions, as train and test: nothing is held out (evaluate uses latest.pt)"
+    has_heldout = False
 
     def sample_tasks(self, n, rng, split="train"):
-        check_split(split)
+        split_region(split)  # validates the name: every split draws from both directions
         return [DirectionTask(int(d)) for d in rng.choice([-1, 1], size=n)]
 
+    def _in_training_region(self, task: DirectionTask) -> bool:
+        return True
+
     def split_tasks(self, split, seed=0, n=None):
-        check_split(split)
+        split_region(split)
         if n is None:
             return [DirectionTask(1), DirectionTask(-1)]
         return super().split_tasks(split, seed, n)

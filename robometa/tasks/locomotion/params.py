@@ -22,7 +22,8 @@ Task space and splits (``s`` stands for each of the four scales):
 - test: each task is either "strong" (every ``s`` log-uniform in [1/2.5, 2.5] with at
   least one outside [1/1.5, 1.5], crippling as in training) or "new cripple"
   (training-range scales, one held-out unit crippled: a joint of the cheetah's front
-  leg, ant leg 4). Either way the task lies outside the training region.
+  leg, ant leg 4). Either way the task lies outside the training region;
+- val: drawn as train (the training region), on a seed stream of its own.
 
 Crippled geoms are painted red so that rendered tasks show them.
 
@@ -43,7 +44,7 @@ import mujoco
 import numpy as np
 
 from robometa.errors import RobometaError
-from robometa.tasks.base import Task, TaskFamily, check_number, check_split
+from robometa.tasks.base import Task, TaskFamily, check_number, split_region
 from robometa.tasks.locomotion.ant import ANT_LEGS, AntFamily
 from robometa.tasks.locomotion.cheetah import CheetahFamily
 
@@ -156,11 +157,11 @@ class DynamicsFamily(TaskFamily):
         return np.exp(rng.uniform(-math.log(bound), math.log(bound), size=(n, len(SCALES))))
 
     def sample_tasks(self, n, rng, split="train"):
-        check_split(split)
+        test = split_region(split) == "test"
         scales = self._scales(rng, TRAIN_SCALE, n)
         cripple = rng.uniform(size=n) < 0.5
         units = [self.train_units[i] for i in rng.integers(len(self.train_units), size=n)]
-        if split == "test":
+        if test:
             strong = rng.uniform(size=n) < 0.5
             wide = self._scales(rng, TEST_SCALE, n)
             # Force one scale per strong task into the band outside the train range.
@@ -179,12 +180,12 @@ class DynamicsFamily(TaskFamily):
             for s, u, c in zip(scales, units, cripple)
         ]
 
-    def in_training_region(self, task: DynamicsTask) -> bool:
-        """Whether ``task`` could be drawn by the train split (test tasks never are)."""
+    def _in_training_region(self, task: DynamicsTask) -> bool:
+        # Every scale in the train box, and nothing or one whole training unit crippled.
         lo, hi = 1.0 / TRAIN_SCALE, TRAIN_SCALE
         in_box = all(lo <= getattr(task, s) <= hi for s in SCALES)
-        train_joints = {j for unit in self.train_units for j in unit}
-        return in_box and set(task.crippled) <= train_joints
+        units = [set()] + [set(u) for u in self.train_units]
+        return in_box and set(task.crippled) in units
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
         return np.array([[getattr(t, s) for s in SCALES] for t in tasks], dtype=np.float64).reshape(

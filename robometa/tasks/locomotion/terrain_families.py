@@ -10,7 +10,8 @@ of a family share one size signature and batch into one ``mujoco.rollout`` call.
 Splits: training sees ``rough``, ``slopes`` and ``stairs`` up to difficulty 0.7;
 the test split holds the two terrain types training never sees (``waves``,
 ``gaps``, any difficulty) and the training types at difficulties above 0.7.
-Friction scales are log-uniform in [1/1.5, 1.5] in both splits.
+Friction scales are log-uniform in [1/1.5, 1.5] in both. The val split is drawn
+as the train split, on a seed stream of its own.
 
 Observations are proprioceptive (blind) by default, as in HalfCheetah-v5 / the
 27-value Ant. ``height_scan=True`` adds MuJoCo rangefinder readings: rays cast
@@ -40,7 +41,7 @@ import mujoco
 import numpy as np
 
 from robometa.errors import RobometaError
-from robometa.tasks.base import Task, TaskFamily, check_number, check_split
+from robometa.tasks.base import Task, TaskFamily, check_number, split_region
 from robometa.tasks.locomotion.ant import CTRL_COST as ANT_CTRL_COST
 from robometa.tasks.locomotion.ant import AntFamily, ant_spec, compile_ant, torso_up_z
 from robometa.tasks.locomotion.cheetah import CheetahFamily, cheetah_spec, compile_cheetah
@@ -57,7 +58,7 @@ TRAIN_TYPES = ("rough", "slopes", "stairs")
 TEST_TYPES = ("waves", "gaps")
 TRAIN_MAX_DIFFICULTY = 0.7
 FRICTION_RANGE = (0.25, 4.0)  # what a task may hold
-SPLIT_FRICTION = 1.5  # both splits: friction scale log-uniform in [1/1.5, 1.5]
+SPLIT_FRICTION = 1.5  # every split: friction scale log-uniform in [1/1.5, 1.5]
 SCAN_RANGE = 3.0  # metres below the torso
 # Rays start this far above the torso: a ray cast from inside the terrain (a site
 # ahead of a nose-down torso) would pass through the heightfield and read nonsense.
@@ -126,11 +127,11 @@ class TerrainFamily(TaskFamily):
 
     # ---- task distribution ----------------------------------------------------
     def sample_tasks(self, n, rng, split="train"):
-        check_split(split)
+        train = split_region(split) == "train"
         lo, hi = -math.log(SPLIT_FRICTION), math.log(SPLIT_FRICTION)
         tasks = []
         for _ in range(n):
-            if split == "train":
+            if train:
                 terrain = TRAIN_TYPES[rng.integers(len(TRAIN_TYPES))]
                 difficulty = rng.uniform(0.0, TRAIN_MAX_DIFFICULTY)
             elif rng.uniform() < 0.5:
@@ -145,9 +146,9 @@ class TerrainFamily(TaskFamily):
             tasks.append(TerrainTask(str(terrain), float(difficulty), seed, friction))
         return tasks
 
-    def in_training_region(self, task: TerrainTask) -> bool:
-        """Whether ``task`` could be drawn by the train split (test tasks never are)."""
-        return task.terrain in TRAIN_TYPES and task.difficulty <= TRAIN_MAX_DIFFICULTY
+    def _in_training_region(self, task: TerrainTask) -> bool:
+        friction = 1.0 / SPLIT_FRICTION <= task.friction_scale <= SPLIT_FRICTION
+        return task.terrain in TRAIN_TYPES and task.difficulty <= TRAIN_MAX_DIFFICULTY and friction
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
         return np.array([[t.difficulty, t.friction_scale] for t in tasks], dtype=np.float64).reshape(-1, 2)

@@ -40,7 +40,8 @@ sphere; test: capsule, ellipsoid), *masses* (train 0.05-0.3 kg, test 0.3-0.5 kg)
 and *goals* (test goals have x in [-0.125, -0.075] u [0.075, 0.125] m, which train
 goals never do), in the style of Meta-World ML1. ``manip-ml`` holds out a task kind
 in the style of ML10: it trains on reach and push and tests on pick-place, with
-objects and goals from the full ranges.
+objects and goals from the full ranges. The val split is drawn as the train split,
+on a seed stream of its own.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import mujoco
 import numpy as np
 
 from robometa.errors import RobometaError, choice_error
-from robometa.tasks.base import Marker, Task, TaskFamily, check_number, check_split
+from robometa.tasks.base import Marker, Task, TaskFamily, check_number, split_region
 from robometa.tasks.manipulation import robot
 from robometa.tasks.manipulation.objects import SHAPES, ObjectSpec, add_object, sample_object
 
@@ -162,6 +163,19 @@ class SplitSpec:
     goal_x_bands: tuple[tuple[float, float], ...] | None = None
     exclude_goal_x_bands: tuple[tuple[float, float], ...] = ()
 
+    def contains(self, task: ManipTask) -> bool:
+        """Whether this split could draw ``task``: its kind, object and goal x are in range."""
+        x = task.goal[0]
+        in_bands = self.goal_x_bands is None or any(lo <= x <= hi for lo, hi in self.goal_x_bands)
+        return (
+            task.kind in self.kinds
+            and task.shape in self.shapes
+            and self.mass_range[0] <= task.mass <= self.mass_range[1]
+            and self.friction_range[0] <= task.friction <= self.friction_range[1]
+            and in_bands
+            and not any(lo <= x <= hi for lo, hi in self.exclude_goal_x_bands)
+        )
+
 
 class ManipFamily(TaskFamily):
     """The table-top arm's shared model, state, observation, reward and success.
@@ -177,8 +191,9 @@ class ManipFamily(TaskFamily):
     horizon = 200
     has_success = True
     n_train = 50
+    n_val = 20
     n_test = 20
-    splits: ClassVar[dict[str, SplitSpec]]
+    splits: ClassVar[dict[str, SplitSpec]]  # by region: "train" (train and val splits) and "test"
 
     def __init__(self, observe_goal: bool = False, reset_noise_scale: float = 0.01):
         super().__init__()
@@ -201,8 +216,11 @@ class ManipFamily(TaskFamily):
 
     # ---- task distribution --------------------------------------------------
     def sample_tasks(self, n, rng, split="train"):
-        spec = self.splits[check_split(split)]
+        spec = self.splits[split_region(split)]
         return [self._sample_task(rng, spec) for _ in range(n)]
+
+    def _in_training_region(self, task: ManipTask) -> bool:
+        return self.splits["train"].contains(task)
 
     def _sample_task(self, rng: np.random.Generator, spec: SplitSpec) -> ManipTask:
         kind = spec.kinds[int(rng.integers(len(spec.kinds)))]
