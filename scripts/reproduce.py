@@ -48,7 +48,7 @@ def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str], dev
     )
     summary = trainer.train()
     # a finished run resumed trains no more: its last evaluation is in curves.jsonl
-    curve = summary["test_curve"] or trainer.curves()[-1]
+    curve = summary["test_curve"] or trainer.curves("test")[-1]
     return {
         "family": family,
         "seed": seed,

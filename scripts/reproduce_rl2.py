@@ -95,8 +95,8 @@ def run_seed(
         iterations_done = max(iterations_done, cfg.iterations)
     train_seconds = time.perf_counter() - t0
 
-    # Held-out evaluation of the final weights; the trainer's own evaluations use
-    # few tasks and select the best checkpoint on them, so they are not reused here.
+    # Held-out evaluation of the final weights on more test tasks than the trainer's
+    # own periodic evaluations use (those are for watching; best.pt is chosen on val).
     algo, K = trainer.algo, cfg.algo_params.episodes_per_trial
     tasks = trainer.family.split_tasks("test", seed=cfg.split_seed, n=n_tasks)
     data = algo.adaptation_data(tasks, K - 1, seed=EVAL_SEED, trials_per_task=trials)

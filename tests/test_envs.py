@@ -90,4 +90,14 @@ def test_bad_names_name_the_valid_choices():
         MetaEnv("cheetah-vel", render_mode="pixels")
     with pytest.raises(RobometaError, match="expects a VelocityTask"):
         MetaEnv("cheetah-vel").set_task(make_family("cheetah-dir").default_task())
-    assert set(family_names()) >= {"cheetah-vel", "cheetah-dir"}
+
+
+def test_every_registered_family_is_its_own_gymnasium_id():
+    import gymnasium
+
+    from robometa.tasks import family_class
+
+    for name in family_names():
+        cls = family_class(name)
+        assert cls.name == name
+        assert gymnasium.spec(cls.env_id).kwargs["family"] == name

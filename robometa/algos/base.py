@@ -88,6 +88,13 @@ class Algorithm(Protocol):
     def adaptation_curve(self, tasks: Sequence[Task], steps: int, split: str) -> AdaptationCurve:
         """Adapt to each task for ``steps`` steps (no meta-update); returns the curve 0..steps."""
 
+    def adaptation_data(
+        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
+    ) -> dict[str, Any]:
+        """Per-task evaluation data on fresh streams seeded by ``seed`` (no meta-update):
+        ``x``, ``episodes_per_step``, ``returns`` / ``success`` ``(M, steps+1)`` and, with
+        ``record_states``, ``states (steps+1, M, T+1, nstate)`` and ``rewards (steps+1, M, T)``."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimizer, RNG streams.
 

@@ -21,9 +21,10 @@ class TrainConfig:
     iterations: int = 100
     """Meta-iterations to train for."""
     eval_every: int = 10
-    """Evaluate on held-out test tasks every this many iterations (0: never)."""
+    """Every this many iterations, measure adaptation on validation tasks (which choose
+    ``checkpoints/best.pt``) and on held-out test tasks (for watching only); 0: never."""
     eval_tasks: int = 10
-    """Test tasks per evaluation (drawn once from the family's test split)."""
+    """Tasks of each split per evaluation (drawn once from the family's val and test splits)."""
     eval_steps: int = 3
     """Adaptation steps (or episodes, for memory-based learners) of the evaluation curve."""
     split_seed: int = 0
