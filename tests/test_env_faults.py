@@ -166,3 +166,22 @@ def test_a_blow_up_ends_the_episode_with_zero_reward(how):
     obs, _ = env.reset(seed=2)
     _, _, terminated, _, info = env.step(np.zeros(6))
     assert not terminated and not info["instability"]
+
+
+def test_a_pickled_family_ships_its_options_not_its_compiled_models():
+    """Ray workers receive families; the model caches are rebuilt there from the tasks."""
+    import pickle
+
+    from robometa.tasks import family_names, make_family
+
+    for name in family_names():
+        fam = make_family(name)
+        tasks = fam.split_tasks("train", n=3)
+        models = [fam.model(t) for t in tasks]
+        blob = pickle.dumps(fam)
+        assert len(blob) < 20_000, (name, len(blob))
+        copy = pickle.loads(blob)
+        for t, m in zip(tasks, models):
+            c = copy.model(t)
+            for field in ("body_mass", "dof_damping", "geom_friction", "actuator_gear", "hfield_data"):
+                assert np.array_equal(getattr(c, field), getattr(m, field)), (name, field)

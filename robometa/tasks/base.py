@@ -256,10 +256,22 @@ class TaskFamily(ABC):
 
     # compiled models kept per family (least recently used ones are dropped)
     model_cache_size: ClassVar[int] = 1024
+    # attributes holding caches that are rebuilt when None (dropped when pickling)
+    _caches: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self._models: OrderedDict[Any, mujoco.MjModel] = OrderedDict()
         self._layout: StateLayout | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The model cache is rebuilt on demand from the tasks (model() is a pure
+        # function of the task), so a pickled family ships its options, not megabytes
+        # of compiled models.
+        state = self.__dict__.copy()
+        state["_models"] = OrderedDict()
+        for name in self._caches:
+            state[name] = None
+        return state
 
     # ---- task distribution ------------------------------------------------
     @abstractmethod

@@ -147,6 +147,8 @@ class DynamicsFamily(TaskFamily):
     n_train = 100
     n_test = 40
 
+    _caches = ("_base", "_scratch")  # rebuilt with the first model
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._base: mujoco.MjModel | None = None

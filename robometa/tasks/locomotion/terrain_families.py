@@ -109,6 +109,8 @@ class TerrainFamily(TaskFamily):
         f"{', '.join(TRAIN_TYPES)} at difficulty above {TRAIN_MAX_DIFFICULTY}"
     )
 
+    _caches = ("_base",)  # the robot without terrain, rebuilt with the first model
+
     def __init__(self, height_scan: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         if not isinstance(height_scan, bool):
