@@ -8,6 +8,7 @@ line with exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -360,7 +361,6 @@ def _seeds(text: str) -> list[int]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from rich.table import Table
 
     from robometa.eval.evaluate import evaluate
 
@@ -375,7 +375,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     baselines = [b for b in args.baselines.split(",") if b] if args.baselines else []
     console = _console()
-    with console.status(f"evaluating {', '.join(args.run_dirs)} on {args.split} tasks"):
+    with _progress_lines(console, f"evaluating {', '.join(args.run_dirs)} on {args.split} tasks") as say:
         out, summary = evaluate(
             args.run_dirs,
             split=args.split,
@@ -386,23 +386,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             name=args.name,
             checkpoint=args.checkpoint,
             device=args.device,
+            progress=say,
         )
-    methods = summary["methods"]
-    steps_n = max(len(m["curve"]) for m in methods.values())
-    table = Table(title=f"adaptation on {args.split} tasks: return mean [95% CI] (IQM)")
-    table.add_column("method")
-    episodic = next(iter(methods.values()))["x"] == "episode"
-    for k in range(steps_n):
-        table.add_column(f"episode {k + 1}" if episodic else f"step {k}", justify="right")
-    for name, m in methods.items():
-        cells = []
-        for r in m["curve"]:
-            cell = f"{r['mean']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] ({r['iqm']:.1f})"
-            if "success_mean" in r:
-                cell += f" succ {r['success_mean']:.2f}"
-            cells.append(cell)
-        table.add_row(name, *cells)
-    console.print(table)
+    for table in _evaluation_tables(summary):
+        console.print(table)
+    for b, why in summary["settings"].get("skipped_baselines", {}).items():
+        console.print(f"baseline {b} left out: {why}", highlight=False)
     for info in summary["settings"]["checkpoints"]:
         console.print(_checkpoint_line(info), highlight=False)
     console.print(
@@ -410,6 +399,75 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         highlight=False,
     )
     return 0
+
+
+@contextlib.contextmanager
+def _progress_lines(console, what: str):
+    """Yield ``say(message)``: a live status line on a terminal, one printed line per
+    message otherwise (a log file or a pipe), so a long job is never silent."""
+    if console.is_terminal:
+        with console.status(what) as status:
+            yield lambda message: status.update(f"{what}: {message}")
+        return
+    console.print(what, highlight=False)
+
+    def say(message: str) -> None:
+        console.print(f"  {message}", highlight=False, soft_wrap=True)
+        console.file.flush()
+
+    yield say
+
+
+def _evaluation_tables(summary: dict) -> list:
+    """The evaluation as two tables that fit 100 columns: the adaptation curve of every
+    method on the axis "episodes of experience", then what each method cost."""
+    from rich.table import Table
+
+    st = summary["settings"]
+    title = (
+        f"{st['family']}: {st['split']} tasks ({len(st['tasks'])}), {len(st['seeds'])} seed(s), "
+        f"episodes of {st['horizon']} steps"
+    )
+    if st.get("family_horizon") not in (None, st["horizon"]):
+        title += f" (the family's: {st['family_horizon']})"
+    curves = Table(title=title, caption="return: mean [95% CI] (IQM) over tasks and seeds")
+    has_success = any("success_mean" in r for m in summary["methods"].values() for r in m["curve"])
+    curves.add_column("method", max_width=34)
+    curves.add_column("experience", justify="right")
+    curves.add_column("return", justify="right", no_wrap=True)
+    if has_success:
+        curves.add_column("success [95% CI]", justify="right", no_wrap=True)
+    for name, m in summary["methods"].items():
+        for i, r in enumerate(m["curve"]):
+            unit = "step" if m["x"] == "adapt_step" else "episode"
+            where = f"{unit} {r['step'] if unit == 'step' else r['step'] + 1}"
+            row = [
+                name if i == 0 else "",
+                f"{r['episodes_seen']} ep ({where})",
+                f"{r['mean']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}] ({r['iqm']:.1f})",
+            ]
+            if has_success:
+                row.append(
+                    f"{r['success_mean']:.2f} [{r['success_ci_low']:.2f}, {r['success_ci_high']:.2f}]"
+                    if "success_mean" in r
+                    else "-"
+                )
+            curves.add_row(*row, end_section=i == len(m["curve"]) - 1)
+    budget = Table(title="what each method had")
+    budget.add_column("method", max_width=34)
+    budget.add_column("episodes per step", justify="right")
+    budget.add_column("meta-training", justify="right")
+    for name, m in summary["methods"].items():
+        training = (m.get("notes") or {}).get("training")
+        if not training:
+            cost = "none (scripted)" if training is None else "-"
+        elif training.get("note"):
+            cost = training["note"]
+        else:
+            wall = "" if training.get("seconds") is None else f", {_duration(training['seconds'])}"
+            cost = f"{training['iterations']} it, {training['env_steps'] / 1e6:.2f}M steps{wall}"
+        budget.add_row(name, str(m["episodes_per_step"]), cost)
+    return [curves, budget]
 
 
 def _checkpoint_line(info: dict) -> str:

@@ -104,6 +104,7 @@ class Trainer:
         self.best_score = -math.inf
         self.best_iteration: int | None = None
         self.env_steps = 0
+        self.train_seconds = 0.0  # wall time of the iterations so far, evaluations included
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -189,7 +190,7 @@ class Trainer:
             metrics = dict.fromkeys(tags, 0.0)
             self.writer.start(self.algo.hparams(), metrics, config_to_yaml(self.config))
         if self.run.curves.is_file():  # drop curve records logged after the checkpoint we start from
-            records = [r for r in self.curves() if r["iteration"] < self.start_iteration]
+            records = [r for r in self.curves() if r["iteration"] <= self.start_iteration]
             atomic_write_text(self.run.curves, "".join(json.dumps(r) + "\n" for r in records))
 
     # ---------------------------------------------------------------- state
@@ -204,6 +205,7 @@ class Trainer:
             "selection_step": self.selection_step,
             "best_iteration": self.best_iteration,
             "env_steps": self.env_steps,
+            "train_seconds": self.train_seconds,
         }
 
     def _selection(self, iterations_done: int, best: bool) -> dict[str, Any]:
@@ -233,6 +235,7 @@ class Trainer:
                 # on the test tasks) is no bar for the validation score.
                 self.best_score, self.best_iteration = -math.inf, None
             self.env_steps = int(ckpt["env_steps"])
+            self.train_seconds = float(ckpt.get("train_seconds", 0.0))  # absent before it was recorded
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise RobometaError(f"checkpoint does not fit this run's algorithm ({exc})") from None
 
@@ -307,13 +310,15 @@ class Trainer:
                     self._log_video(it)
                 with self.run.curves.open("a") as f:
                     for curve in (val_curve, test_curve):
-                        f.write(json.dumps({"iteration": it, **curve.to_dict()}) + "\n")
+                        # numbered as the console: iterations completed
+                        f.write(json.dumps({"iteration": done, **curve.to_dict()}) + "\n")
                 score = val_curve.return_mean[self.selection_step]
                 if score > self.best_score:
                     self.best_score, self.best_iteration = score, done
                     best = {**self.state_dict(done), "selection": self._selection(done, True)}
                     save_checkpoint(self.run.best, best)
             seconds = time.perf_counter() - t0
+            self.train_seconds += seconds
             self.writer.scalars({"time/iteration": seconds}, it)
             if done % max(cfg.checkpoint_every, 1) == 0 or done == cfg.iterations:
                 self.writer.flush()
@@ -328,6 +333,7 @@ class Trainer:
             "run_dir": str(self.run.path),
             "iterations": cfg.iterations,
             "env_steps": self.env_steps,
+            "train_seconds": round(self.train_seconds, 1),
             "train_curve": None if result is None else result.curve.to_dict(),
             "val_curve": None if last_val is None else last_val.to_dict(),
             "test_curve": None if last_test is None else last_test.to_dict(),

@@ -132,10 +132,10 @@ def test_cli_train_rl2_run_dir_and_resume_equals_uninterrupted(tmp_path, capsys)
     assert torch.equal(a["algo"]["obs_norm"]["mean"], b["algo"]["obs_norm"]["mean"])
     curves = [json.loads(line) for line in (part / "curves.jsonl").read_text().splitlines()]
     assert [(c["iteration"], c["split"]) for c in curves] == [
-        (0, "val"),
-        (0, "test"),
         (1, "val"),
         (1, "test"),
+        (2, "val"),
+        (2, "test"),
     ]
     assert all(c["x"] == "episode" for c in curves)
     assert curves == [json.loads(line) for line in (whole / "curves.jsonl").read_text().splitlines()]

@@ -61,7 +61,7 @@ def test_periodic_tasks_come_from_their_splits(tmp_path):
     assert all(fam.in_split(t, "train") for t in trainer.val_tasks)
     trainer.train()
     records = trainer.curves()
-    assert [(r["iteration"], r["split"]) for r in records] == [(0, "val"), (0, "test")]
+    assert [(r["iteration"], r["split"]) for r in records] == [(1, "val"), (1, "test")]
     assert trainer.curves("val")[0]["steps"] == trainer.curves("test")[0]["steps"] == [0, 1, 2]
 
 

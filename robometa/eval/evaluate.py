@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,15 +44,23 @@ class LoadedRun:
     checkpoint: str  # "best" | "latest": the file it was loaded from
     iteration: int  # meta-iterations the checkpoint had trained
     selection: dict[str, Any]  # how the checkpoint was chosen (see selection_record)
+    env_steps: int = 0  # environment steps meta-training had sampled up to the checkpoint
+    train_seconds: float | None = None  # wall time of that training (None: not recorded then)
 
     def checkpoint_info(self) -> dict[str, Any]:
-        """What a report records about the evaluated checkpoint."""
+        """What a report records about the evaluated checkpoint, and the training it cost."""
         return {
             "run": str(self.path),
             "checkpoint": self.checkpoint,
             "iteration": self.iteration,
             "selection": self.selection,
+            "training": self.training_budget(),
         }
+
+    def training_budget(self) -> dict[str, Any]:
+        """Meta-training's cost up to the checkpoint: iterations, env steps, wall seconds."""
+        seconds = None if self.train_seconds is None else round(self.train_seconds, 1)
+        return {"iterations": self.iteration, "env_steps": self.env_steps, "seconds": seconds}
 
 
 def open_run(run_dir: str | Path) -> tuple[Any, Any]:
@@ -166,7 +174,18 @@ def load_run(
         raise RobometaError(
             f"checkpoint {path} does not fit the run's {config.algo} on {config.family} ({exc})"
         ) from None
-    return LoadedRun(run.path, config, family, algo, path.stem, int(ckpt.get("iteration", 0)), selection)
+    seconds = ckpt.get("train_seconds")
+    return LoadedRun(
+        run.path,
+        config,
+        family,
+        algo,
+        path.stem,
+        int(ckpt.get("iteration", 0)),
+        selection,
+        int(ckpt.get("env_steps", 0)),
+        None if seconds is None else float(seconds),
+    )
 
 
 def held_out_tasks(config: Any, family: TaskFamily, split: str, n_tasks: int | None) -> list[Task]:
@@ -214,6 +233,7 @@ def multitask_result(
     seeds: Sequence[int],
     cache: Path,
     split: str = "test",
+    progress: Callable[[str], None] | None = None,
 ) -> MethodResult:
     """One policy trained on the run's train tasks without meta-learning, then fine-tuned.
 
@@ -254,13 +274,40 @@ def multitask_result(
         trainer = Trainer.resume(path, selection_step=step)
     else:
         trainer = Trainer.create(cfg, path, selection_step=step)
-    trainer.train()
+    left = cfg.iterations - trainer.start_iteration
+    if progress is not None and left > 0:
+        took = first.training_budget()["seconds"]
+        progress(
+            f"training the multi-task baseline: {left} of {cfg.iterations} iterations on the run's train "
+            f"tasks (cached in {path.parent} for next time"
+            + (f"; the meta-learner's {first.iteration} iterations took {_duration(took)})" if took else ")")
+        )
+    t0 = time.perf_counter()
+
+    def tick(p) -> None:
+        if progress is not None:
+            done = p.iteration + 1 - trainer.start_iteration
+            eta = (time.perf_counter() - t0) / done * (cfg.iterations - p.iteration - 1)
+            progress(
+                f"multi-task baseline: iteration {p.iteration + 1}/{cfg.iterations}, about {_duration(eta)} left"
+            )
+
+    trainer.train(callback=tick)
     # Fine-tuning uses the evaluated run's inner step size (learned ones are not transferable).
     mt = load_run(path, "best" if by_val else "latest", split=split, tasks=tasks)
     result = learner_result(mt, tasks, steps, seeds)
     result.name = "multi-task + fine-tune"
     result.notes = {**mt.checkpoint_info(), "iterations": cfg.iterations, "rule_of": str(first.path)}
     return result
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def evaluate(
@@ -274,6 +321,7 @@ def evaluate(
     checkpoint: str | None = None,
     device: str = "cpu",
     out_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate one run (plus baselines) or compare several runs of one family.
 
@@ -284,6 +332,9 @@ def evaluate(
     ``checkpoint``: ``best`` | ``latest`` | ``None`` (see :func:`load_run`: never one
     chosen on the evaluated tasks). The summary's ``settings["checkpoints"]`` records,
     per run, the checkpoint used, its iteration and how it was chosen.
+
+    ``progress`` receives one line whenever the work moves on (which method, multi-task
+    training with an ETA, each PPO task), for the caller to show.
 
     Writes ``<first run>/eval/<name>/`` (or ``out_dir``) and returns it with the summary.
     """
@@ -309,6 +360,7 @@ def evaluate(
             f"runs of different families cannot share held-out tasks: {', '.join(sorted(families))}"
         )
     first = loaded[0]
+    say = progress or (lambda message: None)
     # Without --adapt-steps / --episodes every learner adapts as far as meta-training
     # taught it (MAML: its inner steps; RL²: its trial length), whatever else is compared.
     steps_rule = "trained" if steps is None else "given"
@@ -316,11 +368,16 @@ def evaluate(
         raise RobometaError(f"--adapt-steps / --episodes must be >= 0, got {steps}")
     run_steps = [lr.algo.trained_steps if steps is None else steps for lr in loaded]
     steps = run_steps[0]
+    horizon = first.algo.horizon
     t0 = time.perf_counter()
     methods = []
     names_seen: dict[str, int] = {}
     for lr, k in zip(loaded, run_steps):
+        say(
+            f"adapting {lr.config.algo} ({lr.path.name}) to {len(tasks)} {split} tasks x {len(seeds)} seed(s)"
+        )
         m = learner_result(lr, tasks, k, seeds)
+        m.notes["training"] = lr.training_budget()
         if len(loaded) > 1:  # several runs: name them by directory
             m.name = f"{m.name} ({lr.path.name})"
         names_seen[m.name] = names_seen.get(m.name, 0) + 1
@@ -328,7 +385,6 @@ def evaluate(
             m.name = f"{m.name} #{names_seen[m.name]}"
         methods.append(m)
     main = methods[0]
-    horizon = getattr(first.algo, "horizon", first.family.horizon)
     episodes = main.episodes_per_step
     cache = first.path / "eval" / "cache"
     settings = {
@@ -340,42 +396,76 @@ def evaluate(
         "steps_rule": steps_rule,  # "trained": each learner's own trained adaptation; "given": the user's
         "episodes_per_step": episodes,
         "horizon": horizon,
+        "family_horizon": first.family.horizon,
         "seeds": list(seeds),
     }
-    if "no-adapt" in baselines and main.x == "adapt_step":
-        # The meta-trained policy, never updated: its step-0 returns at every step.
+    # Baselines share the first run's protocol (tasks, steps, episodes, horizon). One
+    # that cannot be measured here is left out with the reason, never silently.
+    skipped: dict[str, str] = {}
+    if "no-adapt" in baselines:
+        # The meta-trained policy before any experience of the task, held flat: step 0
+        # of a gradient learner, episode 1 (fresh memory) of a memory learner.
         flat_r = np.repeat(main.returns[:, :, :1], steps + 1, axis=2)
         flat_s = None if main.success is None else np.repeat(main.success[:, :, :1], steps + 1, axis=2)
-        methods.append(
-            MethodResult(
-                "no adaptation", main.x, flat_r, flat_s, episodes, {"from": "step 0 of " + main.name}
-            )
-        )
+        notes = {"from": "step 0 of " + main.name, "training": main.notes.get("training")}
+        methods.append(MethodResult("no adaptation", main.x, flat_r, flat_s, episodes, notes))
     if "multitask" in baselines:
-        methods.append(multitask_result(first, tasks, steps, seeds, cache, split))
+        if main.x != "adapt_step":
+            skipped["multitask"] = (
+                f"it fine-tunes with gradient steps, and the first run ({first.config.algo}) adapts by memory; "
+                "put a MAML run first to compare with it"
+            )
+        else:
+            say("multi-task baseline: checking the cache")
+            methods.append(multitask_result(first, tasks, steps, seeds, cache, split, progress))
     if "ppo-scratch" in baselines:
+        say(f"PPO from scratch (stable-baselines3) on {len(tasks)} tasks x {len(seeds)} seed(s)")
         res = bl.cached(
             cache,
             "ppo-scratch",
             settings,
-            lambda: bl.ppo_from_scratch(first.family, tasks, steps, episodes, horizon, seeds),
+            lambda: bl.ppo_from_scratch(first.family, tasks, steps, episodes, horizon, seeds, say),
         )
         methods.append(
-            MethodResult("PPO from scratch (SB3)", main.x, res["returns"], res["success"], episodes)
+            MethodResult(
+                "PPO from scratch (SB3)",
+                main.x,
+                res["returns"],
+                res["success"],
+                episodes,
+                {
+                    "training": {
+                        "iterations": 0,
+                        "env_steps": 0,
+                        "seconds": None,
+                        "note": "none before the task",
+                    }
+                },
+            )
         )
     if "expert" in baselines:
-        res = bl.cached(
-            cache,
-            "expert",
-            settings,
-            lambda: (
-                bl.scripted_expert(first.family, tasks, steps, episodes, horizon, seeds) or {"returns": None}
-            ),
-        )
-        if res.get("returns") is not None:
-            methods.append(
-                MethodResult("scripted expert", main.x, res["returns"], res.get("success"), episodes)
+        if bl.expert_for(first.family) is None:
+            skipped["expert"] = f"{first.family.name} has no scripted expert (the manipulation families do)"
+        else:
+            say("scripted expert")
+            res = bl.cached(
+                cache,
+                "expert",
+                settings,
+                lambda: bl.scripted_expert(first.family, tasks, steps, episodes, horizon, seeds),
             )
+            methods.append(
+                MethodResult(
+                    "scripted expert",
+                    main.x,
+                    res["returns"],
+                    res.get("success"),
+                    episodes,
+                    {"training": None, "horizon": horizon},
+                )
+            )
+    for b, why in skipped.items():
+        log.info("baseline %s left out: %s", b, why)
     if name is None:
         name = f"{split}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(out_dir) if out_dir is not None else first.path / "eval" / name
@@ -385,11 +475,16 @@ def evaluate(
             "checkpoint": first.checkpoint,
             "checkpoint_requested": checkpoint or "default",
             "checkpoints": [lr.checkpoint_info() for lr in loaded],
+            "skipped_baselines": skipped,
             "seconds": 0.0,
         }
     )
     settings["seconds"] = round(time.perf_counter() - t0, 2)
-    title = f"{first.config.family}, {split} tasks ({len(tasks)}), {len(seeds)} seed(s)"
+    title = (
+        f"{first.config.family}, {split} tasks ({len(tasks)}), {len(seeds)} seed(s), "
+        f"episodes of {horizon} steps"
+    )
+    say("writing the report")
     summary = write_report(out, methods, settings, tasks, title)
     save_states(out / STATES_FILE, main, first.config.family, seeds[0])
     return out, summary

@@ -56,7 +56,10 @@ class MethodResult:
             s = summarize(self.returns[:, :, k], n_boot=n_boot)
             row = {"method": self.name, "step": k, "episodes_seen": k * self.episodes_per_step, **s.to_dict()}
             if self.success is not None:
+                # Success rates get the same stratified bootstrap CI as returns.
+                succ = summarize(self.success[:, :, k], n_boot=n_boot)
                 row["success_mean"] = float(self.success[:, :, k].mean())
+                row["success_ci_low"], row["success_ci_high"] = succ.ci_low, succ.ci_high
             rows.append(row)
         return rows
 
@@ -90,7 +93,10 @@ def write_report(
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
 
     buf = io.StringIO()
-    cols = ["method", "step", "episodes_seen", "n", "mean", "std", "iqm", "ci_low", "ci_high", "success_mean"]
+    cols = [
+        "method", "step", "episodes_seen", "n", "mean", "std", "iqm", "ci_low", "ci_high",
+        "success_mean", "success_ci_low", "success_ci_high",
+    ]  # fmt: skip
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
     for rows in aggregated.values():
@@ -99,19 +105,44 @@ def write_report(
 
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["method", "seed_index", "task_index", "step", "return", "success"])
+    task_cols, task_rows = task_columns(tasks)
+    writer.writerow(
+        ["method", "seed_index", "task_index", "step", "episodes_seen", "return", "success", *task_cols]
+    )
     for m in methods:
         S, M, K1 = m.returns.shape
         for s in range(S):
             for i in range(M):
                 for k in range(K1):
                     succ = "" if m.success is None else f"{m.success[s, i, k]:.6g}"
-                    writer.writerow([m.name, s, i, k, f"{m.returns[s, i, k]:.6g}", succ])
+                    row = [m.name, s, i, k, k * m.episodes_per_step, f"{m.returns[s, i, k]:.6g}", succ]
+                    writer.writerow(row + [task_rows[i].get(c, "") for c in task_cols])
     atomic_write_text(out_dir / "per_task.csv", buf.getvalue())
 
     plot_curves(out_dir / "curves.png", {m.name: (m, aggregated[m.name]) for m in methods}, title)
     _write_tensorboard(out_dir, aggregated)
     return summary
+
+
+def task_columns(tasks: Sequence[Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Each task's parameters as flat CSV columns ``task.<field>`` (vectors as
+    ``task.<field>[i]``, lists of names joined by ``+``), so a breakdown by object shape,
+    mass or goal needs no join. Returns the column names and one row dict per task."""
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        row: dict[str, Any] = {}
+        for key, value in task.to_dict().items():
+            if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+                row.update({f"task.{key}[{j}]": f"{v:.6g}" for j, v in enumerate(value)})
+            elif isinstance(value, list):
+                row[f"task.{key}"] = "+".join(str(v) for v in value)
+            else:
+                row[f"task.{key}"] = f"{value:.6g}" if isinstance(value, float) else value
+        rows.append(row)
+    cols: list[str] = []
+    for row in rows:
+        cols += [c for c in row if c not in cols]
+    return cols, rows
 
 
 def plot_curves(path: Path, series: dict[str, tuple[MethodResult, list[dict[str, Any]]]], title: str) -> None:
