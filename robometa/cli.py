@@ -76,6 +76,8 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     console.print("held-out test splits:")
     for i in infos:
         console.print(f"  {i.name}: {i.heldout}", highlight=False)
+        for split, what in i.axis_splits.items():
+            console.print(f"    --split {split}: {what}", highlight=False)
     console.print("validation splits (what chooses checkpoints/best.pt):")
     for i in infos:
         console.print(f"  {i.name}: {i.validation}", highlight=False)
@@ -94,7 +96,7 @@ def _render_tasks(args: argparse.Namespace) -> int:
     if not 1 <= args.columns <= 16:
         raise RobometaError(f"--columns must be in [1, 16], got {args.columns}")
     family = make_family(args.render)
-    tasks = family.split_tasks(args.split, seed=args.seed)[: args.count]
+    tasks = family.split_tasks(family.check_split(args.split), seed=args.seed)[: args.count]
     console = _console()
     with console.status(f"rendering {len(tasks)} {args.split} tasks of {family.name}"):
         image = render_task_grid(family, tasks, columns=min(args.columns, len(tasks)), seed=args.seed)
@@ -117,7 +119,10 @@ def register_tasks(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", metavar="PNG", help="where --render writes its image")
     p.add_argument(
-        "--split", choices=SPLITS, default="train", help="which split --render draws (default: train)"
+        "--split",
+        default="train",
+        help=f"which split --render draws: {' | '.join(SPLITS)}, or a family's per-axis split such as "
+        "test-objects (default: train)",
     )
     p.add_argument("--count", type=int, default=8, help="how many tasks --render draws (default: 8)")
     p.add_argument("--columns", type=int, default=4, help="grid columns for --render (default: 4)")
@@ -387,6 +392,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             device=args.device,
             progress=say,
+            tasks_file=args.tasks_file,
         )
     for table in _evaluation_tables(summary):
         console.print(table)
@@ -498,8 +504,18 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR", help="one run, or several to compare on one plot"
     )
-    p.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help=f"task split: {' | '.join(SPLITS)}, or a family's per-axis held-out split "
+        "(robometa tasks FAMILY lists them; e.g. test-objects) (default: test)",
+    )
     p.add_argument("--tasks", type=int, default=None, help="number of tasks (default: the run's eval_tasks)")
+    p.add_argument(
+        "--tasks-file",
+        metavar="FILE.json",
+        help="evaluate these tasks instead of a split: a JSON list of task objects (or a summary.json)",
+    )
     p.add_argument(
         "--adapt-steps",
         type=int,
@@ -588,7 +604,11 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
         help="show the episodes `robometa evaluate` recorded (RUN_DIR/eval/<name>), exactly, without re-adapting",
     )
     p.add_argument("--task", type=int, default=0, help="index of the task in the split (default: 0)")
-    p.add_argument("--split", choices=SPLITS, default="test", help="task split (default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        help=f"task split: {' | '.join(SPLITS)}, or a family's per-axis split (default: test)",
+    )
     p.add_argument(
         "--adapt-steps",
         type=int,

@@ -24,7 +24,7 @@ import numpy as np
 from robometa.errors import RobometaError, choice_error
 from robometa.eval import baselines as bl
 from robometa.eval.protocol import MethodResult, write_report
-from robometa.tasks.base import Task, TaskFamily, check_split
+from robometa.tasks.base import Task, TaskFamily
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,10 @@ def load_run(
 
     if checkpoint is not None and checkpoint not in CHECKPOINTS:
         raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
-    check_split(split)
     run, config = open_run(run_dir)
     family = make_family(config.family)
     if tasks is None:
+        family.check_split(split)
         tasks = family.split_tasks(split, seed=config.split_seed, n=config.eval_tasks)
     refused = None
     if checkpoint != "latest" and run.best.is_file():
@@ -188,9 +188,37 @@ def load_run(
     )
 
 
+def read_tasks_file(path: str | Path, family: TaskFamily) -> list[Task]:
+    """The user's own tasks: a JSON list of task dicts, or a mapping with a ``tasks`` list
+    (so a ``summary.json`` works); every task is validated by the family."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise RobometaError(f"tasks file {str(path)!r} not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RobometaError(f"tasks file {str(path)!r} is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        data = data.get("tasks")
+    if not isinstance(data, list) or not data or not all(isinstance(t, dict) for t in data):
+        raise RobometaError(
+            f"tasks file {str(path)!r} must hold a non-empty JSON list of task objects "
+            f'(fields of {family.task_cls.__name__}), or {{"tasks": [...]}}'
+        )
+    tasks = []
+    for i, item in enumerate(data):
+        try:
+            tasks.append(family.task_from_dict(item))
+        except RobometaError as exc:
+            raise RobometaError(f"task {i} of {path.name}: {exc}") from None
+    return tasks
+
+
 def held_out_tasks(config: Any, family: TaskFamily, split: str, n_tasks: int | None) -> list[Task]:
     """The first ``n_tasks`` (default: the run's ``eval_tasks``) tasks of ``split``, of the run's split seed."""
-    check_split(split)
+    family.check_split(split)
     n = config.eval_tasks if n_tasks is None else int(n_tasks)
     if n < 1:
         raise RobometaError(f"--tasks must be >= 1, got {n}")
@@ -322,6 +350,7 @@ def evaluate(
     device: str = "cpu",
     out_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    tasks_file: str | Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate one run (plus baselines) or compare several runs of one family.
 
@@ -332,6 +361,9 @@ def evaluate(
     ``checkpoint``: ``best`` | ``latest`` | ``None`` (see :func:`load_run`: never one
     chosen on the evaluated tasks). The summary's ``settings["checkpoints"]`` records,
     per run, the checkpoint used, its iteration and how it was chosen.
+
+    ``tasks_file``: a JSON list of task dicts (or ``{"tasks": [...]}``, e.g. a previous
+    ``summary.json``) to evaluate instead of a split; the report's split is ``custom``.
 
     ``progress`` receives one line whenever the work moves on (which method, multi-task
     training with an ETA, each PPO task), for the caller to show.
@@ -345,14 +377,20 @@ def evaluate(
             raise choice_error("baseline", b, BASELINES)
     if not seeds:
         raise RobometaError("--seeds needs at least one seed")
-    check_split(split)
     if checkpoint is not None and checkpoint not in CHECKPOINTS:
         raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
     from robometa.tasks import make_family
 
-    # The tasks: the first run's fixed list of the split; every run is checked against them.
+    # The tasks: the first run's fixed list of the split (or the user's file); every
+    # run's checkpoint is checked against them.
     config0 = open_run(run_dirs[0])[1]
-    tasks = held_out_tasks(config0, make_family(config0.family), split, n_tasks)
+    family0 = make_family(config0.family)
+    if tasks_file is not None:
+        if n_tasks is not None:
+            raise RobometaError("give --tasks N (of a split) or --tasks-file FILE, not both")
+        tasks, split = read_tasks_file(tasks_file, family0), "custom"
+    else:
+        tasks = held_out_tasks(config0, family0, split, n_tasks)
     loaded = [load_run(r, checkpoint, device, split, tasks) for r in run_dirs]
     families = {lr.config.family for lr in loaded}
     if len(families) > 1:

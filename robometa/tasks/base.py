@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import zlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -224,6 +225,7 @@ class FamilyInfo:
     validation: str
     has_success: bool
     description: str
+    axis_splits: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,6 +255,9 @@ class TaskFamily(ABC):
     validation: ClassVar[str] = "drawn like train (the training region), on a seed stream of its own"
     # False for families whose whole task space is the training region (nothing held out).
     has_heldout: ClassVar[bool] = True
+    # Per-axis held-out splits, name -> what it holds out, for families whose test split
+    # changes several things at once (e.g. "test-objects": new objects, training goals).
+    axis_splits: ClassVar[dict[str, str]] = {}
 
     # compiled models kept per family (least recently used ones are dropped)
     model_cache_size: ClassVar[int] = 1024
@@ -282,24 +287,44 @@ class TaskFamily(ABC):
     def _in_training_region(self, task: Task) -> bool:
         """Whether the train split could draw ``task`` (the family's one region predicate)."""
 
+    def split_names(self) -> tuple[str, ...]:
+        """Every split of this family: ``train``, ``val``, ``test``, then its per-axis
+        held-out splits (:attr:`axis_splits`)."""
+        return SPLITS + tuple(self.axis_splits)
+
+    def check_split(self, split: str) -> str:
+        """``split`` if this family has it; else :class:`RobometaError` naming the valid ones."""
+        if split not in self.split_names():
+            raise choice_error("split", split, self.split_names())
+        return split
+
+    def _in_axis_split(self, task: Task, split: str) -> bool:
+        """Membership of a per-axis held-out split; families with :attr:`axis_splits` override."""
+        raise NotImplementedError(f"{self.name} declares no per-axis split {split!r}")
+
     def in_split(self, task: Task, split: str) -> bool:
         """Whether ``task`` lies in the region of task space that ``split`` draws from.
 
         ``train`` and ``val``: the training region. ``test``: the held-out region, every
         task outside the training region, for families with one (:attr:`has_heldout`);
-        for a family without one, every task.
+        for a family without one, every task. A per-axis split (e.g. ``test-objects``):
+        the family's own region for it, always outside the training region.
         """
-        region = split_region(split)
         if not isinstance(task, self.task_cls):
             raise RobometaError(f"{self.name} expects a {self.task_cls.__name__}, got {type(task).__name__}")
+        if self.check_split(split) in self.axis_splits:
+            return bool(self._in_axis_split(task, split)) and not self._in_training_region(task)
+        region = split_region(split)
         inside = bool(self._in_training_region(task))
         if region == "train":
             return inside
         return not inside if self.has_heldout else True
 
     def split_size(self, split: str) -> int:
-        """Default number of tasks in a split's fixed list."""
-        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[check_split(split)]
+        """Default number of tasks in a split's fixed list (per-axis splits: as ``test``)."""
+        if self.check_split(split) in self.axis_splits:
+            return self.n_test
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
 
     def split_tasks(self, split: str, seed: int = 0, n: int | None = None) -> list[Task]:
         """The fixed task list of a split: same seed, same tasks.
@@ -311,7 +336,10 @@ class TaskFamily(ABC):
         """
         if n is None:
             n = self.split_size(split)
-        rng = np.random.default_rng([seed, _SPLIT_STREAM[check_split(split)]])
+        stream = _SPLIT_STREAM.get(split)
+        if stream is None:  # a per-axis split: a stream of its own, fixed by its name
+            stream = zlib.crc32(split.encode())
+        rng = np.random.default_rng([seed, stream])
         return self.sample_tasks(n, rng, split)
 
     def task_from_dict(self, data: Mapping[str, Any]) -> Task:
@@ -370,6 +398,7 @@ class TaskFamily(ABC):
             validation=self.validation,
             has_success=self.has_success,
             description=self.description,
+            axis_splits=dict(self.axis_splits),
         )
 
     # ---- pure batched dynamics ----------------------------------------------

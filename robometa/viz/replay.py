@@ -31,7 +31,7 @@ class Recording:
 
 def pick_task(family: TaskFamily, split: str, index: int, split_seed: int) -> Task:
     """Task ``index`` of the run's fixed split, with a clear error when out of range."""
-    size = family.split_size(split)
+    size = family.split_size(family.check_split(split))
     if not 0 <= index < size:
         raise RobometaError(
             f"--task {index} is out of range for the {split} split of {family.name}; valid: 0..{size - 1}"

@@ -216,11 +216,14 @@ class ManipFamily(TaskFamily):
 
     # ---- task distribution --------------------------------------------------
     def sample_tasks(self, n, rng, split="train"):
-        spec = self.splits[split_region(split)]
+        spec = self.splits[split if split in self.axis_splits else split_region(split)]
         return [self._sample_task(rng, spec) for _ in range(n)]
 
     def _in_training_region(self, task: ManipTask) -> bool:
         return self.splits["train"].contains(task)
+
+    def _in_axis_split(self, task: ManipTask, split: str) -> bool:
+        return self.splits[split].contains(task)
 
     def _sample_task(self, rng: np.random.Generator, spec: SplitSpec) -> ManipTask:
         kind = spec.kinds[int(rng.integers(len(spec.kinds)))]
@@ -385,17 +388,21 @@ _ML1_HELDOUT = (
 )
 
 
+_TRAIN_OBJECTS = {"shapes": ("box", "cylinder", "sphere"), "mass_range": (0.05, 0.3)}
+_TEST_OBJECTS = {"shapes": ("capsule", "ellipsoid"), "mass_range": (0.3, 0.5)}
+# The test split changes the object and the goal region at once; these hold out one axis.
+_ML1_AXES = {
+    "test-objects": "held-out objects (capsules, ellipsoids of 0.3-0.5 kg) with training goals",
+    "test-goals": "held-out goals (|x| in [0.075, 0.125] m) with training objects",
+}
+
+
 def _ml1(kind: str) -> dict[str, SplitSpec]:
     return {
-        "train": SplitSpec(
-            kinds=(kind,),
-            shapes=("box", "cylinder", "sphere"),
-            mass_range=(0.05, 0.3),
-            exclude_goal_x_bands=_TEST_BANDS,
-        ),
-        "test": SplitSpec(
-            kinds=(kind,), shapes=("capsule", "ellipsoid"), mass_range=(0.3, 0.5), goal_x_bands=_TEST_BANDS
-        ),
+        "train": SplitSpec(kinds=(kind,), **_TRAIN_OBJECTS, exclude_goal_x_bands=_TEST_BANDS),
+        "test": SplitSpec(kinds=(kind,), **_TEST_OBJECTS, goal_x_bands=_TEST_BANDS),
+        "test-objects": SplitSpec(kinds=(kind,), **_TEST_OBJECTS, exclude_goal_x_bands=_TEST_BANDS),
+        "test-goals": SplitSpec(kinds=(kind,), **_TRAIN_OBJECTS, goal_x_bands=_TEST_BANDS),
     }
 
 
@@ -405,6 +412,7 @@ class Reach(ManipFamily):
     description = "table-top arm moves its gripper to a goal position; random objects on the table"
     splits = _ml1("reach")
     heldout = _ML1_HELDOUT
+    axis_splits = _ML1_AXES
 
 
 class Push(ManipFamily):
@@ -413,6 +421,7 @@ class Push(ManipFamily):
     description = "table-top arm pushes a randomized object to a goal on the table"
     splits = _ml1("push")
     heldout = _ML1_HELDOUT
+    axis_splits = _ML1_AXES
 
 
 class PickPlace(ManipFamily):
@@ -421,6 +430,7 @@ class PickPlace(ManipFamily):
     description = "table-top arm grasps a randomized object and lifts it to a goal in the air"
     splits = _ml1("pick-place")
     heldout = _ML1_HELDOUT
+    axis_splits = _ML1_AXES
 
 
 class ManipML(ManipFamily):
