@@ -281,7 +281,7 @@ class Trainer:
         rec = record(
             _Learner(self.family, self.algo), self.test_tasks[0], self.config.eval_steps, seed=iteration
         )
-        self.writer.video("video/test_task_0", replay_frames(rec, 160, 120), 1.0 / rec.dt, iteration)
+        self.writer.video("video/test_task_0", replay_frames(rec, 320, 240), 1.0 / rec.dt, iteration)
 
     # ---------------------------------------------------------------- the loop
     def train(self, callback: Callable[[Progress], None] | None = None) -> dict[str, Any]:

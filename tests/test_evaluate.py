@@ -301,7 +301,7 @@ def test_log_video_writes_an_animated_gif_to_tensorboard(tmp_path):
     assert "video/test_task_0" in acc.Tags()["images"]
     (image,) = acc.Images("video/test_task_0")
     assert image.encoded_image_string[:6] == b"GIF89a"
-    assert (image.width, image.height) == (320, 120)  # before | after, 160x120 each
+    assert (image.width, image.height) == (640, 240)  # before | after, 320x240 each: the robot is visible
     assert image.encoded_image_string.count(b"\x21\xf9\x04") == 9  # one frame per state (horizon 8)
 
 
