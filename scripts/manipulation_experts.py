@@ -1,7 +1,7 @@
 """Success rates of the scripted experts (upper reference) and of a random policy.
 
 Runs one episode per task of each manipulation family's train and test splits in a
-BatchSim and prints a table; ``--out`` also writes it as JSON.
+simulator and prints a table; ``--out`` also writes it as JSON.
 
     python scripts/manipulation_experts.py
     python scripts/manipulation_experts.py --family push --seed 3 --out experts.json
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from robometa.eval.baselines import run_episodes as episodes
+from robometa.sim import action_size
 from robometa.tasks import make_family
 from robometa.tasks.base import Task
 from robometa.tasks.manipulation.experts import expert_action
@@ -38,7 +39,7 @@ def run_episodes(
     def act(obs, state, params):
         if policy == "expert":
             return expert_action(family, state, params)
-        return rng.uniform(-1.0, 1.0, size=(len(state), family.layout.nu))
+        return rng.uniform(-1.0, 1.0, size=(len(state), action_size(family)))
 
     out = episodes(family, tasks, act, seeds=seed, horizon=horizon)
     return {"success": out["success"], "final_distance": out["metrics"]["goal_distance"]}

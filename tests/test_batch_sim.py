@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from robometa.errors import RobometaError
-from robometa.sim import BatchSim
+from robometa.sim import BatchSim, Simulator, action_size, make_simulator
 from robometa.sim.batch_sim import rollout_pool
 from robometa.tasks import family_names, make_family
 from robometa.tasks.locomotion.cheetah import CheetahVel, cheetah_spec, compile_cheetah
@@ -205,3 +205,19 @@ def test_reset_to_reference_draws_nothing():
     model = sim.models[0]
     np.testing.assert_array_equal(sim.state[:, sim.layout.qpos], np.stack([model.qpos0] * 2))
     assert not sim.state[:, sim.layout.qvel].any()
+
+
+def test_batch_sim_is_the_batch_backend_of_the_simulator_seam():
+    fam = make_family("cheetah-terrain", height_scan=True)
+    sim = make_simulator(fam, fam.split_tasks("train", n=3), seeds=0)
+    assert isinstance(sim, BatchSim) and isinstance(sim, Simulator)
+    spec = sim.spec
+    assert (spec.num_envs, spec.obs_dim, spec.act_dim, spec.state_dim) == (
+        3,
+        fam.obs_dim,
+        6,
+        fam.layout.nstate,
+    )
+    assert action_size(fam) == 6 and not spec.has_success
+    np.testing.assert_array_equal(spec.action_low, np.full((3, 6), -1.0))
+    np.testing.assert_array_equal(spec.action_high, np.full((3, 6), 1.0))

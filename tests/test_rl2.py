@@ -264,18 +264,18 @@ def test_adaptation_data_for_evaluate_and_replay():
     algo = RL2(fam, _tiny(), device="cpu", seed=0)
     tasks = fam.split_tasks("test", n=2)
     data = algo.adaptation_data(tasks, 2, seed=1, record_states=True)
-    assert data["x"] == "episode" and data["episodes_per_step"] == 1 and data["success"] is None
-    assert data["returns"].shape == (2, 3)
-    states, rewards = data["states"], data["rewards"]
+    assert data.x == "episode" and data.episodes_per_step == 1 and data.success is None
+    assert data.returns.shape == (2, 3)
+    states, rewards = data.states, data.rewards
     assert states.shape == (3, 2, 6, fam.layout.nstate) and rewards.shape == (3, 2, 5)
     lay = fam.layout
     times = np.round(states[..., lay.time] / lay.dt).astype(int)
-    # a reset state, 3 steps, then padding
-    assert np.all(times[..., :4] == np.arange(4)) and np.all(states[..., 4:, :] == 0)
+    # a reset state, 3 steps, then the last state again (the env stands still in a replay)
+    assert np.all(times[..., :4] == np.arange(4)) and np.all(states[..., 4:, :] == states[..., 3:4, :])
     assert np.all(rewards[..., 3:] == 0)
     # rewards recomputed from the recorded physics: forward velocity term of cheetah-vel
     v = np.diff(states[..., :4, lay.qpos.start], axis=-1) / lay.dt
     goal = np.array([t.goal_velocity for t in tasks])[None, :, None]
     assert np.all(rewards[..., :3] <= -np.abs(v - goal) + 1e-4)
     again = algo.adaptation_data(tasks, 2, seed=1)
-    np.testing.assert_array_equal(again["returns"], data["returns"])
+    np.testing.assert_array_equal(again.returns, data.returns)

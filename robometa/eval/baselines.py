@@ -10,6 +10,9 @@
 
 Results are cached in the run directory (``eval/cache/``) keyed by their settings,
 so evaluating again does not recompute them.
+
+:data:`BASELINES` declares every baseline with what it needs of the family and the
+learner (:meth:`Baseline.why_not`), so ``evaluate`` asks rather than checks names.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from robometa.algos.base import Algorithm
 from robometa.runs import atomic_write_text
-from robometa.sim import BatchSim
+from robometa.sampling.rollout import PreviousStep, collect
+from robometa.sim import Simulator, make_simulator
 from robometa.tasks.base import Task, TaskFamily
 
 log = logging.getLogger(__name__)
@@ -53,28 +59,40 @@ def cached(cache_dir: Path | None, kind: str, settings: dict, compute):
     return results
 
 
-def run_episodes(family: TaskFamily, tasks: Sequence[Task], act, seeds, horizon: int | None = None) -> dict:
-    """One episode per task in one BatchSim, actions from ``act(obs, state, params)``.
+def run_episodes(
+    family: TaskFamily,
+    tasks: Sequence[Task],
+    act: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    seeds: int | Sequence[int],
+    horizon: int | None = None,
+    backend: str = "batch",
+) -> dict:
+    """One episode per task, all in one simulator, actions from ``act(obs, state, params)``.
 
-    ``seeds``: an int (env i gets ``seeds + i``) or one seed per task. Returns
-    ``returns (B,)``, ``success (B,)`` (any step succeeded) and ``metrics``: the
-    family's diagnostics at the last step.
+    ``act`` gets ``obs (B, obs_dim)``, the state rows ``(B, state_dim)`` and the task
+    parameters ``(B, P)`` of all envs, and returns actions ``(B, act_dim)``; envs
+    whose episode ended are no longer simulated. ``seeds``: an int (env i gets
+    ``seeds + i``) or one seed per task. Returns ``returns (B,)``, ``success (B,)``
+    (any step succeeded) and ``metrics``: the family's diagnostics at each env's
+    last step.
     """
-    sim = BatchSim(family, tasks, seeds=seeds)
-    obs = sim.reset()
-    alive = np.ones(sim.B, dtype=bool)
-    ret = np.zeros(sim.B)
-    success = np.zeros(sim.B, dtype=bool)
-    metrics: dict = {}
-    for _ in range(family.horizon if horizon is None else horizon):
-        r = sim.step(act(obs, sim.state, sim.params))
-        ret += np.where(alive, r.reward, 0.0)
-        success |= alive & r.success
-        alive &= ~r.terminated
-        obs, metrics = r.obs, r.metrics
-        if not alive.any():
-            break
-    return {"returns": ret, "success": success, "metrics": metrics}
+    sim = make_simulator(family, tasks, seeds, backend=backend)
+    params = np.ascontiguousarray(family.task_params(tasks), dtype=np.float64)
+    out = collect(sim, _FunctionActor(act, sim, params), family.horizon if horizon is None else horizon)
+    return {"returns": out.episode_returns[:, 0], "success": out.success[:, 0], "metrics": out.final_metrics}
+
+
+class _FunctionActor:
+    """A plain ``act(obs, state, params)`` function as a memoryless rollout actor."""
+
+    def __init__(self, act: Callable, sim: Simulator, params: np.ndarray):
+        self.fn, self.sim, self.params = act, sim, params
+
+    def initial_memory(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs: np.ndarray, memory: None, prev: PreviousStep) -> tuple[np.ndarray, None, None]:
+        return self.fn(obs, self.sim.state, self.params), None, None
 
 
 def run_policy_episodes(family: TaskFamily, task: Task, act, episodes: int, horizon: int, seed: int):
@@ -100,8 +118,14 @@ def ppo_from_scratch(
     episodes_per_step: int,
     horizon: int,
     seeds: Sequence[int],
+    progress=None,
 ) -> dict[str, np.ndarray]:
-    """SB3 PPO per task and seed; returns ``returns``/``success`` shaped (S, M, steps+1)."""
+    """SB3 PPO per task and seed; returns ``returns``/``success`` shaped (S, M, steps+1).
+
+    ``progress(message)``, if given, hears of every (seed, task) as it starts.
+    """
+    import time
+
     import gymnasium as gym
     from stable_baselines3 import PPO
 
@@ -111,8 +135,17 @@ def ppo_from_scratch(
     returns = np.zeros((S, M, steps + 1))
     success = np.zeros((S, M, steps + 1))
     budget = episodes_per_step * horizon
+    t0, runs = time.perf_counter(), S * M
     for si, seed in enumerate(seeds):
         for mi, task in enumerate(tasks):
+            if progress is not None:
+                done = si * M + mi
+                eta = (
+                    ""
+                    if done == 0
+                    else f", about {(time.perf_counter() - t0) / done * (runs - done):.0f} s left"
+                )
+                progress(f"PPO from scratch: seed {si + 1}/{S}, task {mi + 1}/{M}{eta}")
             env = gym.wrappers.TimeLimit(MetaEnv(family, task=task), max_episode_steps=horizon)
             # n_steps = one step's budget, so every PPO update uses exactly the data
             # the meta-learner's adaptation step gets.
@@ -162,11 +195,65 @@ def scripted_expert(
 
 def expert_for(family: TaskFamily):
     """``act(obs, state, params)`` of the family's scripted expert, or ``None``."""
-    try:
-        from robometa.tasks.manipulation.experts import expert_action
-        from robometa.tasks.manipulation.families import ManipFamily
-    except ImportError:
+    if not family.has_expert:
         return None
-    if isinstance(family, ManipFamily):
-        return lambda obs, state, params: expert_action(family, state, params)
+    return lambda obs, state, params: family.expert_action(state, params)
+
+
+# ------------------------------------------------------------------ what each baseline needs
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline of ``robometa evaluate`` and what it needs to be measured.
+
+    ``why_not(family, learner)`` is ``None`` when the baseline can be measured for the
+    evaluated learner on the family, else one line saying why not (``evaluate``
+    leaves it out with that reason).
+    """
+
+    name: str  # as given to --baselines
+    description: str
+    _why_not: Callable[[TaskFamily, Algorithm], str | None]
+
+    def why_not(self, family: TaskFamily, learner: Algorithm) -> str | None:
+        return self._why_not(family, learner)
+
+    def supports(self, family: TaskFamily, learner: Algorithm) -> bool:
+        return self._why_not(family, learner) is None
+
+
+def _needs_multitask_setting(family: TaskFamily, learner: Algorithm) -> str | None:
+    if learner.multitask_config() is not None:
+        return None
+    return (
+        f"it trains {learner.name}'s policy without meta-learning and fine-tunes it as the learner adapts, "
+        f"and {learner.name} has no setting without meta-learning; put a run of a gradient learner "
+        "(maml-trpo, maml-ppo) first to compare with it"
+    )
+
+
+def _needs_expert(family: TaskFamily, learner: Algorithm) -> str | None:
+    return (
+        None if family.has_expert else f"{family.name} has no scripted expert (the manipulation families do)"
+    )
+
+
+def _always(family: TaskFamily, learner: Algorithm) -> str | None:
     return None
+
+
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in (
+        Baseline("no-adapt", "the meta-trained policy before any experience of the task, held flat", _always),
+        Baseline(
+            "multitask",
+            "one policy trained on the training tasks without meta-learning, fine-tuned like the learner",
+            _needs_multitask_setting,
+        ),
+        Baseline("ppo-scratch", "stable-baselines3 PPO from scratch on each task, same budget", _always),
+        Baseline("expert", "the family's scripted expert (an upper reference)", _needs_expert),
+    )
+}
+"""Every baseline, by its ``--baselines`` name, in the order reports list them."""

@@ -1,6 +1,7 @@
-"""Closed-loop sampling of episodes with a torch policy."""
+"""Closed-loop sampling: one rollout loop (:func:`collect`) and the samplers shaped on it."""
 
 from robometa.sampling.episode_batch import EpisodeBatch
+from robometa.sampling.rollout import PreviousStep, Rollout, RolloutActor, collect
 from robometa.sampling.sampler import Actor, Sampler
 
-__all__ = ["Actor", "EpisodeBatch", "Sampler"]
+__all__ = ["Actor", "EpisodeBatch", "PreviousStep", "Rollout", "RolloutActor", "Sampler", "collect"]

@@ -27,7 +27,9 @@ class EpisodeBatch:
     success: Tensor  # (M, N) 1.0 if the success criterion held at any step
     reward_terms: dict[str, Tensor] = field(default_factory=dict)  # name -> (M, N) episode sums
     tasks: list[Any] = field(default_factory=list)  # the M tasks
-    states: Tensor | None = None  # (M, N, T+1, nstate) float64 physics states, if recorded
+    # (M, N, T+1, nstate) float64 physics states, if recorded; after an episode ends
+    # its rows repeat its last state
+    states: Tensor | None = None
 
     @property
     def num_tasks(self) -> int:

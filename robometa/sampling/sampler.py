@@ -1,7 +1,10 @@
-"""Closed-loop batched sampler: N episodes for each of M tasks in one BatchSim.
+"""Closed-loop batched sampler: N episodes for each of M tasks in one simulator.
 
 All M*N envs step in lockstep: one batched policy forward on ``device`` and one
-native ``mujoco.rollout`` call per control step. Env ``b`` runs task ``b // N``.
+batched simulator step per control step (for the default backend, one native
+``mujoco.rollout`` call). Env ``b`` runs task ``b // N``. The stepping and its
+bookkeeping are :func:`robometa.sampling.rollout.collect`'s; this module shapes
+them into an :class:`EpisodeBatch`.
 
 Only envs whose episode is still running are simulated: an env that terminated
 keeps its last state while the rest of the batch goes on (early terminations, as on
@@ -29,7 +32,8 @@ from torch import Tensor
 from robometa.device import resolve_device
 from robometa.errors import RobometaError
 from robometa.sampling.episode_batch import EpisodeBatch
-from robometa.sim.batch_sim import BatchSim
+from robometa.sampling.rollout import PreviousStep, collect
+from robometa.sim import Simulator, action_size, check_backend, make_simulator
 from robometa.tasks.base import Task, TaskFamily
 
 
@@ -65,6 +69,7 @@ class Sampler:
             continues across calls and is part of :meth:`state_dict`.
         nthread: MuJoCo rollout threads (``None``: all cores for big batches).
         torch_threads: torch intra-op threads while sampling on CPU (``None``: leave).
+        backend: the simulator backend (:func:`robometa.sim.simulator_names`).
     """
 
     def __init__(
@@ -74,8 +79,10 @@ class Sampler:
         seed: int = 0,
         nthread: int | None = None,
         torch_threads: int | None = 1,
+        backend: str = "batch",
     ):
         self.family = family
+        self.backend = check_backend(backend)
         self.device = resolve_device(device)
         self.nthread = nthread
         self.torch_threads = torch_threads if self.device.type == "cpu" else None
@@ -105,10 +112,15 @@ class Sampler:
         return metrics
 
     # ---------------------------------------------------------------- sampling
-    def _batch_sim(
+    @property
+    def act_dim(self) -> int:
+        """Action size of the family's envs under this sampler's backend."""
+        return action_size(self.family, self.backend)
+
+    def _simulator(
         self, caller: str, tasks: Sequence[Task], counts: dict[str, int], horizon: int | None
-    ) -> tuple[int, BatchSim]:
-        """Check a request and build its simulator: horizon ``T`` and a :class:`BatchSim`.
+    ) -> tuple[int, Simulator]:
+        """Check a request and build its simulator: horizon ``T`` and the backend's :class:`Simulator`.
 
         ``counts`` names the per-task counts (all must be >= 1); the first is how many
         envs every task gets, each env seeded from the sampler's stream.
@@ -124,7 +136,7 @@ class Sampler:
         copies = int(next(iter(counts.values())))
         seeds = self._rng.integers(0, 2**31 - 1, size=len(tasks) * copies)
         env_tasks = [t for t in tasks for _ in range(copies)]
-        return T, BatchSim(self.family, env_tasks, seeds=seeds.tolist(), nthread=self.nthread)
+        return T, make_simulator(self.family, env_tasks, seeds.tolist(), self.nthread, self.backend)
 
     def sample(
         self,
@@ -139,77 +151,56 @@ class Sampler:
 
         With ``record_states`` (default: the sampler's ``record_states``) the
         full-physics states ``(M, N, T+1, nstate)`` are attached as ``batch.states``
-        (for exact replay; after an episode terminates its rows repeat its last state).
+        (for exact replay; after an episode ends its rows repeat its last state).
         """
         if record_states is None:
             record_states = self.record_states
-        T, sim = self._batch_sim("sample", tasks, {"episodes_per_task": episodes_per_task}, horizon)
+        T, sim = self._simulator("sample", tasks, {"episodes_per_task": episodes_per_task}, horizon)
         M, N = len(tasks), int(episodes_per_task)
-        B = M * N
-
-        obs_dim, act_dim = self.family.obs_dim, sim.layout.nu
-        obs_buf = np.zeros((T, B, obs_dim), dtype=np.float32)
-        act_buf = np.zeros((T, B, act_dim), dtype=np.float32)
-        rew_buf = np.zeros((T, B), dtype=np.float32)
-        logp_buf = np.zeros((T, B), dtype=np.float32)
-        mask_buf = np.zeros((T, B), dtype=np.float32)
-        term_buf = np.zeros((T, B), dtype=np.float32)
-        success = np.zeros(B, dtype=bool)
-        term_sums: dict[str, np.ndarray] = {}
-        states = np.zeros((T + 1, B, sim.layout.nstate)) if record_states else None
-
-        alive = np.ones(B, dtype=bool)
-        obs = sim.reset()
-        if states is not None:
-            states[0] = sim.state
+        policy = _EpisodeActor(actor, M, N, self.device, self._gen, deterministic)
         with torch_threads(self.torch_threads):
-            for t in range(T):
-                obs_buf[t] = obs
-                obs_t = torch.from_numpy(obs_buf[t]).to(self.device).view(M, N, obs_dim)
-                action, logp = actor.act(obs_t, self._gen, deterministic)
-                act_np = action.reshape(B, act_dim).cpu().numpy()
-                act_buf[t] = act_np
-                logp_buf[t] = logp.reshape(B).cpu().numpy()
-                mask_buf[t] = alive
-                r = sim.step(act_np, active=alive)
-                self._instabilities += int(r.unstable.sum())
-                rew_buf[t] = r.reward
-                for k, v in r.terms.items():
-                    term_sums[k] = term_sums.get(k, 0.0) + np.where(alive, v, 0.0)
-                success |= alive & r.success
-                ended = alive & r.terminated
-                term_buf[t] = ended
-                alive &= ~ended
-                obs = r.obs
-                if states is not None:
-                    states[t + 1] = sim.state
-                if not alive.any():  # every episode terminated: the rest is padding
-                    break
+            out = collect(sim, policy, T, 1, record_states)
+        self._instabilities += out.instabilities
 
-        # Dead steps carry no data: zero them so NaNs of a diverged env cannot leak.
-        dead = mask_buf == 0
-        obs_buf[dead] = 0.0
-        act_buf[dead] = 0.0
-        rew_buf[dead] = 0.0
-        logp_buf[dead] = 0.0
-        final_obs = np.where(alive[:, None], obs, 0.0).astype(np.float32)
-
-        def shape(x: np.ndarray, *tail: int) -> Tensor:
+        def per_step(x: np.ndarray) -> Tensor:
             # (T, B, ...) -> (M, N, T, ...)
-            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 0, 1))).view(M, N, T, *tail)
+            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 0, 1))).view(M, N, T, *x.shape[2:])
+
+        def per_episode(x: np.ndarray) -> Tensor:
+            # (B, 1, ...) -> (M, N, ...) float32
+            return torch.from_numpy(np.ascontiguousarray(x[:, 0], dtype=np.float32)).view(M, N, *x.shape[2:])
 
         batch = EpisodeBatch(
-            obs=shape(obs_buf, obs_dim),
-            actions=shape(act_buf, act_dim),
-            rewards=shape(rew_buf),
-            log_probs=shape(logp_buf),
-            masks=shape(mask_buf),
-            terminated=shape(term_buf),
-            final_obs=torch.from_numpy(final_obs).view(M, N, obs_dim),
-            success=torch.from_numpy(success.astype(np.float32)).view(M, N),
-            reward_terms={k: torch.from_numpy(v.astype(np.float32)).view(M, N) for k, v in term_sums.items()},
+            obs=per_step(out.obs),
+            actions=per_step(out.actions),
+            rewards=per_step(out.rewards),
+            log_probs=per_step(out.log_probs),
+            masks=per_step(out.masks),
+            terminated=per_step(out.terminated),
+            final_obs=per_episode(out.final_obs),
+            success=per_episode(out.success),
+            reward_terms={k: per_episode(v) for k, v in out.reward_terms.items()},
             tasks=list(tasks),
         )
-        if states is not None:
-            batch.states = torch.from_numpy(np.moveaxis(states, 0, 1).copy()).view(M, N, T + 1, -1)
+        if out.states is not None:
+            batch.states = torch.from_numpy(np.ascontiguousarray(out.states[:, 0])).view(M, N, T + 1, -1)
         return batch
+
+
+class _EpisodeActor:
+    """An :class:`Actor` seen by the rollout loop: a batch of ``B = M*N`` envs, no memory."""
+
+    def __init__(
+        self, actor: Actor, M: int, N: int, device: torch.device, gen: torch.Generator, deterministic: bool
+    ):
+        self.actor, self.M, self.N = actor, M, N
+        self.device, self.gen, self.deterministic = device, gen, deterministic
+
+    def initial_memory(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs: np.ndarray, memory: None, prev: PreviousStep) -> tuple[np.ndarray, np.ndarray, None]:
+        B = self.M * self.N
+        obs_t = torch.from_numpy(obs.astype(np.float32)).to(self.device).view(self.M, self.N, -1)
+        action, logp = self.actor.act(obs_t, self.gen, self.deterministic)
+        return action.reshape(B, -1).cpu().numpy(), logp.reshape(B).cpu().numpy(), None

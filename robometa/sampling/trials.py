@@ -2,8 +2,10 @@
 
 A *trial* (Duan et al., 2016) is K episodes on the same task with a policy whose
 memory persists across them. :class:`TrialSampler` runs M tasks x N trials as
-``B = M*N`` envs of one :class:`~robometa.sim.BatchSim`, one batched policy forward
-and one native rollout call per control step. Env ``b`` runs task ``b // N``.
+``B = M*N`` envs of one :class:`~robometa.sim.Simulator`, one batched policy forward
+and one batched simulator step per control step. Env ``b`` runs task ``b // N``. The
+stepping and its bookkeeping are :func:`robometa.sampling.rollout.collect`'s; this
+module shapes them into a :class:`TrialBatch`.
 
 Layout: steps are stored on the *trial clock*, ``(M, N, L, ...)`` with
 ``L = K * T``. When an episode ends (termination or the horizon T) the env is reset
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from robometa.sampling.rollout import PreviousStep, collect
 from robometa.sampling.sampler import Sampler, torch_threads
 from robometa.tasks.base import Task
 
@@ -72,7 +75,9 @@ class TrialBatch:
     success: Tensor  # (M, N, K) 1.0 if the success criterion held at any step of the episode
     horizon: int = 0  # T
     tasks: list[Any] = field(default_factory=list)  # the M tasks
-    states: Tensor | None = None  # (M, N, K, T+1, nstate) float64 physics states per episode, if recorded
+    # (M, N, K, T+1, nstate) float64 physics states per episode, if recorded; after an
+    # episode ends its rows repeat its last state
+    states: Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -120,107 +125,63 @@ class TrialSampler(Sampler):
         is carried across the episodes inside it. With ``record_states`` (default:
         the sampler's ``record_states``) the full-physics states of every episode are
         attached as ``batch.states`` ``(M, N, K, T+1, nstate)``, for exact replay
-        (rows after an early termination stay 0).
+        (after an episode ends its rows repeat its last state).
         """
         if record_states is None:
             record_states = self.record_states
         counts = {"trials_per_task": trials_per_task, "episodes_per_trial": episodes_per_trial}
-        T, sim = self._batch_sim("sample_trials", tasks, counts, horizon)
+        T, sim = self._simulator("sample_trials", tasks, counts, horizon)
         M, N, K = len(tasks), int(trials_per_task), int(episodes_per_trial)
-        B, L = M * N, K * T
-
-        obs_dim, act_dim = self.family.obs_dim, sim.layout.nu
-        obs_buf = np.zeros((L, B, obs_dim), dtype=np.float32)
-        act_buf = np.zeros((L, B, act_dim), dtype=np.float32)
-        rew_buf = np.zeros((L, B), dtype=np.float32)
-        logp_buf = np.zeros((L, B), dtype=np.float32)
-        mask_buf = np.zeros((L, B), dtype=np.float32)
-        ep_buf = np.full((L, B), K - 1, dtype=np.int64)
-        end_buf = np.zeros((L, B), dtype=np.float32)
-        term_buf = np.zeros((L, B), dtype=np.float32)
-        ep_return = np.zeros((B, K))
-        ep_length = np.zeros((B, K))
-        ep_success = np.zeros((B, K), dtype=bool)
-
-        rows = np.arange(B)
-        episode = np.zeros(B, dtype=np.int64)  # current episode of every env
-        t_in_episode = np.zeros(B, dtype=np.int64)
-        running = np.ones(B, dtype=bool)  # trial not finished
-        obs = sim.reset()
-        states = np.zeros((B, K, T + 1, sim.layout.nstate)) if record_states else None
-        if states is not None:
-            states[:, 0, 0] = sim.state
-        dev = self.device
-        prev_action = torch.zeros(B, act_dim, device=dev)
-        prev_reward = torch.zeros(B, device=dev)
-        done = torch.zeros(B, device=dev)
+        L = K * T
+        policy = _TrialActor(actor, self.device, self._gen, deterministic)
         with torch_threads(self.torch_threads):
-            memory = actor.initial_state(B, dev)
-            for s in range(L):
-                obs_buf[s] = obs
-                obs_t = torch.from_numpy(obs_buf[s]).to(dev)
-                action, logp, memory = actor.act(
-                    obs_t, prev_action, prev_reward, done, memory, self._gen, deterministic
-                )
-                act_np = action.cpu().numpy().astype(np.float32, copy=False)
-                act_buf[s] = act_np
-                logp_buf[s] = logp.cpu().numpy()
-                mask_buf[s] = running
-                ep_buf[s] = np.minimum(episode, K - 1)
-                # Envs whose trial is over stay put (their steps are padding).
-                r = sim.step(act_np, active=running)
-                self._instabilities += int(r.unstable.sum())
-                rew_buf[s] = r.reward
-                live = rows[running]
-                ep_return[live, episode[live]] += r.reward[live]
-                ep_length[live, episode[live]] += 1
-                ep_success[live, episode[live]] |= r.success[live]
-                t_in_episode += running
-                if states is not None:
-                    states[live, episode[live], t_in_episode[live]] = sim.state[live]
-                ended = running & (r.terminated | (t_in_episode >= T))
-                end_buf[s] = ended
-                term_buf[s] = ended & r.terminated
-                episode += ended
-                running &= episode < K
-                restart = ended & running
-                obs = sim.reset(restart) if restart.any() else r.obs
-                t_in_episode[restart] = 0
-                if states is not None and restart.any():
-                    states[restart, episode[restart], 0] = sim.state[restart]
-                if not running.any():
-                    break
-                # What the next step's input says about this one; float32 exactly as
-                # stored, so learning recomputes bit-identical inputs.
-                prev_action = torch.from_numpy(act_buf[s]).to(dev)
-                prev_reward = torch.from_numpy(rew_buf[s]).to(dev)
-                done = torch.from_numpy(end_buf[s]).to(dev)
+            out = collect(sim, policy, T, K, record_states)
+        self._instabilities += out.instabilities
 
-        # Padding carries no data: zero it so NaNs of a diverged env cannot leak.
-        pad = mask_buf == 0
-        for buf in (obs_buf, act_buf, rew_buf, logp_buf):
-            buf[pad] = 0.0
-
-        def trial_major(x: np.ndarray, *tail: int) -> Tensor:
+        def trial_major(x: np.ndarray) -> Tensor:
             # (L, B, ...) -> (M, N, L, ...)
-            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 0, 1))).view(M, N, L, *tail)
+            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 0, 1))).view(M, N, L, *x.shape[2:])
 
         def per_episode(x: np.ndarray) -> Tensor:
             return torch.from_numpy(x.astype(np.float32)).view(M, N, K)
 
         return TrialBatch(
-            obs=trial_major(obs_buf, obs_dim),
-            actions=trial_major(act_buf, act_dim),
-            rewards=trial_major(rew_buf),
-            log_probs=trial_major(logp_buf),
-            masks=trial_major(mask_buf),
-            episode=trial_major(ep_buf),
-            episode_ends=trial_major(end_buf),
-            terminated=trial_major(term_buf),
-            episode_returns=per_episode(ep_return),
-            episode_lengths=per_episode(ep_length),
-            success=per_episode(ep_success),
+            obs=trial_major(out.obs),
+            actions=trial_major(out.actions),
+            rewards=trial_major(out.rewards),
+            log_probs=trial_major(out.log_probs),
+            masks=trial_major(out.masks),
+            episode=trial_major(out.episode),
+            episode_ends=trial_major(out.episode_ends),
+            terminated=trial_major(out.terminated),
+            episode_returns=per_episode(out.episode_returns),
+            episode_lengths=per_episode(out.episode_lengths),
+            success=per_episode(out.success),
             horizon=T,
             tasks=list(tasks),
-            states=None if states is None else torch.from_numpy(states).view(M, N, K, T + 1, -1),
+            states=None if out.states is None else torch.from_numpy(out.states).view(M, N, K, T + 1, -1),
         )
+
+
+class _TrialActor:
+    """A :class:`TrialActor` seen by the rollout loop: torch in and out, memory carried."""
+
+    def __init__(self, actor: TrialActor, device: torch.device, gen: torch.Generator, deterministic: bool):
+        self.actor, self.device, self.gen, self.deterministic = actor, device, gen, deterministic
+
+    def initial_memory(self, num_envs: int) -> Any:
+        return self.actor.initial_state(num_envs, self.device)
+
+    def act(self, obs: np.ndarray, memory: Any, prev: PreviousStep) -> tuple[np.ndarray, np.ndarray, Any]:
+        dev = self.device
+        action, logp, memory = self.actor.act(
+            torch.from_numpy(obs.astype(np.float32)).to(dev),
+            torch.from_numpy(prev.action).to(dev),
+            torch.from_numpy(prev.reward).to(dev),
+            torch.from_numpy(prev.done).to(dev),
+            memory,
+            self.gen,
+            self.deterministic,
+        )
+        # float32 as stored: learning recomputes the policy inputs bit-identically.
+        return action.cpu().numpy().astype(np.float32, copy=False), logp.cpu().numpy(), memory

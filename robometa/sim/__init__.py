@@ -1,5 +1,32 @@
-"""Batched MuJoCo simulation."""
+"""Batched simulation behind one seam: :class:`Simulator`, and its backends by name.
 
-from robometa.sim.batch_sim import BatchSim, StepResult, rollout_pool
+``"batch"`` is :class:`BatchSim` (MuJoCo, ``mujoco.rollout``); other backends join
+with :func:`register_simulator`.
+"""
 
-__all__ = ["BatchSim", "StepResult", "rollout_pool"]
+from robometa.sim.batch_sim import BatchSim, rollout_pool
+from robometa.sim.simulator import (
+    SimSpec,
+    Simulator,
+    StepResult,
+    action_size,
+    check_backend,
+    make_simulator,
+    register_simulator,
+    simulator_names,
+)
+
+register_simulator("batch", BatchSim, act_dim=lambda family: family.layout.nu)
+
+__all__ = [
+    "BatchSim",
+    "SimSpec",
+    "Simulator",
+    "StepResult",
+    "action_size",
+    "check_backend",
+    "make_simulator",
+    "register_simulator",
+    "rollout_pool",
+    "simulator_names",
+]

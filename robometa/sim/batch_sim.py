@@ -1,5 +1,7 @@
 """BatchSim: B MuJoCo environments stepped together by ``mujoco.rollout``.
 
+The first backend (``"batch"``) of the :class:`~robometa.sim.simulator.Simulator` seam.
+
 Every env carries its own task and its own ``MjModel`` (``mujoco.rollout`` takes a
 list of models, one per env, as long as they share a size signature; envs whose
 models differ in signature are stepped in separate groups). One control step is one
@@ -40,7 +42,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import mujoco
@@ -48,6 +49,7 @@ import numpy as np
 from mujoco import rollout
 
 from robometa.errors import RobometaError
+from robometa.sim.simulator import SimSpec, StepResult
 from robometa.tasks.base import StateLayout, Task, TaskFamily, model_signature
 
 _POOLS: dict[int, rollout.Rollout] = {}
@@ -66,24 +68,6 @@ def rollout_pool(nthread: int) -> rollout.Rollout:
         if pool is None:
             pool = _POOLS[nthread] = rollout.Rollout(nthread=nthread)
         return pool
-
-
-@dataclass
-class StepResult:
-    """What one batched control step returns; every array has leading axis B.
-
-    Rows of envs left out of the step (``active`` false) keep their state and
-    observation; their reward and terms are 0, ``terminated``, ``success`` and
-    ``unstable`` false, and their metrics those of a step that did not move.
-    """
-
-    obs: np.ndarray  # (B, obs_dim) float64
-    reward: np.ndarray  # (B,)
-    terms: dict[str, np.ndarray]  # named reward terms, each (B,); they sum to reward
-    terminated: np.ndarray  # (B,) bool; true on unstable steps too
-    success: np.ndarray  # (B,) bool
-    metrics: dict[str, np.ndarray]  # diagnostics, each (B,); 0 on unstable steps
-    unstable: np.ndarray  # (B,) bool: MuJoCo reset the env mid-step, or its state is not finite
 
 
 class _Group:
@@ -232,6 +216,15 @@ class BatchSim:
         self.sensordata = np.zeros((self.B, lay.nsensordata))
         self._prev_state = np.zeros_like(self.state)
         self.instabilities = 0  # unstable steps since construction, over all envs
+        self.spec = SimSpec(
+            num_envs=self.B,
+            obs_dim=family.obs_dim,
+            act_dim=lay.nu,
+            state_dim=lay.nstate,
+            has_success=family.has_success,
+            action_low=self.ctrl_low,
+            action_high=self.ctrl_high,
+        )
         self.reseed(seeds)
 
     # ------------------------------------------------------------------ pickling
