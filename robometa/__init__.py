@@ -1,6 +1,7 @@
 """robometa: meta-reinforcement learning on simulated MuJoCo robots.
 
-``import robometa`` registers the gymnasium ids ``robometa/<Name>-v<k>``.
+``import robometa`` registers the gymnasium ids ``robometa/<Name>-v<k>`` (by entry
+point: no family, env or rendering module is imported until one is used).
 """
 
 import os as _os
@@ -29,6 +30,4 @@ if "MUJOCO_GL" not in _os.environ and not _os.environ.get("DISPLAY"):
 
 __version__ = "0.1.0"
 
-from robometa.envs import register_envs as _register_envs  # noqa: E402
-
-_register_envs()
+import robometa.tasks  # noqa: E402,F401  (registers every family's gymnasium id)

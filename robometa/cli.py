@@ -542,6 +542,7 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from robometa.eval.evaluate import load_run, open_run
+    from robometa.tags import experience
     from robometa.viz.replay import pick_task, record, show_in_viewer, write_replay_video
     from robometa.viz.video import check_video_path
 
@@ -560,10 +561,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise RobometaError(
                 "give RUN_DIR (to adapt now) or --from-eval EVAL_DIR (to show evaluated episodes)"
             )
-        from robometa.tasks import make_family
-
         config = open_run(args.run_dir)[1]
-        task = pick_task(make_family(config.family), args.split, args.task, config.split_seed)
+        task = pick_task(config.build_family(), args.split, args.task, config.split_seed)
         loaded = load_run(args.run_dir, args.checkpoint, args.device, args.split, [task])
         console.print(_checkpoint_line(loaded.checkpoint_info()), highlight=False)
     if out is None:
@@ -573,14 +572,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not args.from_eval:
         trained = loaded.algo.trained_steps
         steps = trained if args.adapt_steps is None else args.adapt_steps
-        unit = "adaptation step" if loaded.algo.curve_x == "adapt_step" else "episode"
         why = "as trained" if args.adapt_steps is None else f"trained with {trained}"
         console.print(
-            f"adapting to {args.split} task {args.task}: {steps} {unit}{'s' if steps != 1 else ''} ({why})",
+            f"adapting to {args.split} task {args.task}: {experience(loaded.algo.curve_x, steps)} ({why})",
             highlight=False,
         )
         with console.status(f"adapting to {args.split} task {args.task}"):
-            rec = record(loaded, task, steps, seed=args.seed)
+            rec = record(loaded.algo, task, steps, seed=args.seed)
     for label, rewards in zip(rec.labels, rec.rewards):
         console.print(f"{label}: return {float(rewards.sum()):.1f}", highlight=False)
     if out is not None:

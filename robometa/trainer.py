@@ -11,11 +11,21 @@ adaptation curve and the learner's metrics to TensorBoard, and every
   adapt by default) was the highest so far. Nothing else chooses anything.
 * held-out test tasks: logged for watching (``adapt_test/...``), never used for a choice.
 
-Both evaluations sample with their own streams, so they never change what training
-does: a run evaluating every iteration trains the very weights of one that never
-evaluates. ``checkpoints/latest.pt`` carries everything that makes the next
-iteration (weights, optimizer, every RNG stream), so a resumed run continues
-exactly. Every checkpoint records how it was chosen under ``"selection"``.
+Both are the one adaptation protocol (:meth:`Algorithm.adaptation_data`, then
+:meth:`AdaptationData.curve`) that ``robometa evaluate`` runs, on fresh streams of
+one evaluation seed each: ``VAL_SEED_OFFSET + seed`` for validation (the same episode
+noise at every evaluation, so checkpoints are compared on common random numbers) and
+``TEST_SEED`` for the held-out curve, so ``robometa evaluate RUN --checkpoint latest
+--seeds 0 --tasks <eval_tasks> --adapt-steps <eval_steps>`` reports exactly the last
+held-out curve. Evaluating never moves a training stream: a run evaluating every
+iteration trains the very weights of one that never evaluates.
+
+``checkpoints/latest.pt`` carries everything that makes the next iteration (weights,
+optimizer, every RNG stream), so a resumed run continues exactly. Every checkpoint
+records how it was chosen under ``"selection"`` (schema: :mod:`robometa.runs.checkpoint`).
+Each evaluation also logs the held-out curve as a picture (``adapt_test/curve``), and
+a new run's CUSTOM SCALARS layout is written after its first iteration
+(:func:`robometa.tags.custom_scalars_layout`).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from robometa import tags
 from robometa.algos import AdaptationCurve, IterationResult, make_algorithm
 from robometa.configs import TrainConfig, build_config, config_to_dict, config_to_yaml, read_yaml
 from robometa.device import resolve_device
@@ -41,20 +52,22 @@ from robometa.runs import (
     atomic_write_text,
     check_new,
     check_resumable,
-    curve_tag,
     load_checkpoint,
     save_checkpoint,
 )
-from robometa.tasks import make_family
+from robometa.tags import curve_scalars, curve_tag
 
 log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change what was computed so far.
 RESUMABLE_CHANGES = ("iterations", "device", "log_video", "learner_threads")
-# Seed of the validation evaluation (added to the run's seed): the same episode noise at
-# every evaluation, so checkpoints are compared on common random numbers, and a stream
-# apart from training, the test evaluation and `robometa evaluate` (seeds 0, 1, 2, ...).
+# Evaluation seed of the validation curve (added to the run's seed): the same episode
+# noise at every evaluation, so checkpoints are compared on common random numbers, and
+# apart from the test curve and `robometa evaluate` (seeds 0, 1, 2, ...).
 VAL_SEED_OFFSET = 7_000_001
+# Evaluation seed of the held-out test curve: `robometa evaluate`'s first default seed,
+# so evaluating a checkpoint with --seeds 0 on the run's test tasks gives its curve.
+TEST_SEED = 0
 
 
 @dataclass
@@ -81,11 +94,10 @@ class Trainer:
     ):
         self.config = config
         self.run = run
-        self.family = make_family(config.family)
+        self.family = config.build_family()
         self.device = resolve_device(config.device)
         self.algo = make_algorithm(config.algo, self.family, config.algo_params, self.device, config.seed)
-        if hasattr(self.algo, "learner_threads"):  # MAML; it ignores the setting off CPU
-            self.algo.learner_threads = config.learner_threads
+        self.algo.learner_threads = config.learner_threads  # learners without the setting ignore it
         self.task_rng = np.random.default_rng([config.seed, 0x7A5C])
         self.test_tasks = self.family.split_tasks("test", seed=config.split_seed, n=config.eval_tasks)
         self.val_tasks = self.family.split_tasks("val", seed=config.split_seed, n=config.eval_tasks)
@@ -162,7 +174,7 @@ class Trainer:
         else:  # killed before its first checkpoint: starts again from iteration 0
             checkpoint = None
         done = 0 if checkpoint is None else int(checkpoint.get("iteration", 0))
-        if checkpoint is not None and checkpoint.get("config") != _comparable(config_to_dict(config)):
+        if checkpoint is not None and not _same_run(checkpoint.get("config"), config):
             raise RobometaError(
                 f"{run.config} does not match the run's checkpoint (was it edited?); cannot resume"
             )
@@ -182,6 +194,9 @@ class Trainer:
     def _open_writer(self, new: bool) -> None:
         # purge_step hides what an interrupted attempt logged past the iteration we start at.
         self.writer = RunWriter(self.run.path, purge_step=self.start_iteration)
+        # The CUSTOM SCALARS layout of a new run is written after its first iteration,
+        # when the learner's metric tags are known.
+        self._layout_pending = new
         if new:
             # The HPARAMS tab's metrics: the held-out return before and after adapting and
             # the validation return that selects best.pt, under this learner's tag names.
@@ -250,25 +265,35 @@ class Trainer:
         records = [json.loads(line) for line in self.run.curves.read_text().splitlines() if line.strip()]
         return [r for r in records if split is None or r.get("split", "test") == split]
 
-    def _val_curve(self) -> AdaptationCurve:
-        """The adaptation curve on the validation tasks, 0..``val_steps``.
+    def evaluate(self, split: str) -> AdaptationCurve:
+        """The adaptation curve on the run's fixed ``val`` or ``test`` tasks, measured now.
 
-        A fresh sampler seeded by ``seed + VAL_SEED_OFFSET`` each time: no stream of the
-        run moves, and every evaluation sees the same episode noise.
+        ``val``: steps 0..``val_steps`` with evaluation seed ``seed + VAL_SEED_OFFSET``;
+        ``test``: steps 0..``eval_steps`` with evaluation seed ``TEST_SEED``. Fresh
+        streams each time: no stream of the run moves.
         """
-        data = self.algo.adaptation_data(
-            self.val_tasks, self.val_steps, seed=self.config.seed + VAL_SEED_OFFSET
-        )
-        returns = np.asarray(data["returns"], dtype=np.float64)  # (M, K+1)
-        success = data.get("success")
-        return AdaptationCurve(
-            split="val",
-            x=data["x"],
-            steps=list(range(returns.shape[1])),
-            return_mean=[float(v) for v in returns.mean(axis=0)],
-            return_std=[float(v) for v in returns.std(axis=0)],
-            success_mean=None if success is None else [float(v) for v in np.asarray(success).mean(axis=0)],
-        )
+        if split == "val":
+            tasks, steps, seed = self.val_tasks, self.val_steps, self.config.seed + VAL_SEED_OFFSET
+        else:
+            tasks, steps, seed = self.test_tasks, self.config.eval_steps, TEST_SEED
+        return self.algo.adaptation_data(tasks, steps, seed=seed).curve(split)
+
+    def _layout(self, result: IterationResult) -> None:
+        """The run's CUSTOM SCALARS layout: only the charts this family and learner fill."""
+        steps = {"train": len(result.curve.steps) - 1}
+        if self.config.eval_every:
+            steps.update(test=self.config.eval_steps, val=self.val_steps)
+        layout = tags.custom_scalars_layout(self.algo.curve_x, steps, self.family.has_success, result.metrics)
+        self.writer.layout(layout)
+        self._layout_pending = False
+
+    def _log_curve_image(self, curve: AdaptationCurve, iteration: int) -> None:
+        """The held-out curve of this evaluation as a picture (``adapt_test/curve``)."""
+        from robometa.viz.curves import curve_png
+
+        title = f"{self.family.name}: {len(self.test_tasks)} held-out tasks, iteration {iteration + 1}"
+        png, height, width = curve_png(curve, title, mark_step=self.algo.trained_steps)
+        self.writer.image(tags.CURVE_IMAGE, png, height, width, iteration)
 
     def _log_video(self, iteration: int) -> None:
         """Before | after adaptation on the first held-out task, as a TensorBoard video.
@@ -277,11 +302,12 @@ class Trainer:
         training streams (and so resume equality) untouched.
         """
         from robometa.viz.replay import record, replay_frames
+        from robometa.viz.video import gif_bytes
 
-        rec = record(
-            _Learner(self.family, self.algo), self.test_tasks[0], self.config.eval_steps, seed=iteration
-        )
-        self.writer.video("video/test_task_0", replay_frames(rec, 320, 240), 1.0 / rec.dt, iteration)
+        rec = record(self.algo, self.test_tasks[0], self.config.eval_steps, seed=iteration)
+        frames = replay_frames(rec, 320, 240)
+        gif = gif_bytes(frames, 1.0 / rec.dt)
+        self.writer.image(tags.VIDEO, gif, frames.shape[1], frames.shape[2], iteration)
 
     # ---------------------------------------------------------------- the loop
     def train(self, callback: Callable[[Progress], None] | None = None) -> dict[str, Any]:
@@ -292,20 +318,23 @@ class Trainer:
         result: IterationResult | None = None
         for it in range(self.start_iteration, cfg.iterations):
             t0 = time.perf_counter()
-            tasks = self.family.sample_tasks(cfg.algo_params.meta_batch_size, self.task_rng, "train")
+            tasks = self.family.sample_tasks(self.algo.meta_batch_size, self.task_rng, "train")
             result = self.algo.iteration(tasks)
             self.env_steps += result.env_steps
-            self.writer.curve(result.curve, it)
+            if self._layout_pending:
+                self._layout(result)
+            self.writer.scalars(curve_scalars(result.curve), it)
             self.writer.scalars(result.metrics, it)
-            self.writer.scalars({"sim/env_steps_total": float(self.env_steps)}, it)
+            self.writer.scalars({tags.ENV_STEPS_TOTAL: float(self.env_steps)}, it)
             test_curve = val_curve = None
             done = it + 1
             if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.iterations):
                 # Held-out tasks: for watching only, never for a choice.
-                test_curve = last_test = self.algo.adaptation_curve(self.test_tasks, cfg.eval_steps, "test")
-                val_curve = last_val = self._val_curve()
-                self.writer.curve(val_curve, it)
-                self.writer.curve(test_curve, it)
+                test_curve = last_test = self.evaluate("test")
+                val_curve = last_val = self.evaluate("val")
+                self.writer.scalars(curve_scalars(val_curve), it)
+                self.writer.scalars(curve_scalars(test_curve), it)
+                self._log_curve_image(test_curve, it)
                 if cfg.log_video:
                     self._log_video(it)
                 with self.run.curves.open("a") as f:
@@ -319,7 +348,7 @@ class Trainer:
                     save_checkpoint(self.run.best, best)
             seconds = time.perf_counter() - t0
             self.train_seconds += seconds
-            self.writer.scalars({"time/iteration": seconds}, it)
+            self.writer.scalars({tags.ITERATION_TIME: seconds}, it)
             if done % max(cfg.checkpoint_every, 1) == 0 or done == cfg.iterations:
                 self.writer.flush()
                 latest = {**self.state_dict(done), "selection": self._selection(done, False)}
@@ -343,12 +372,18 @@ class Trainer:
         }
 
 
-@dataclass
-class _Learner:
-    """What replay needs of a learner: its family and algorithm."""
-
-    family: Any
-    algo: Any
+def _same_run(saved: dict[str, Any] | None, config: TrainConfig) -> bool:
+    """Whether a checkpoint's config record (``_comparable``) describes the run ``config``
+    describes: equal once both are resolved, so settings added to robometa after the
+    checkpoint was written take their defaults on both sides."""
+    if not isinstance(saved, dict):
+        return False
+    now = config_to_dict(config)
+    try:
+        then = build_config({**saved, **{k: v for k, v in now.items() if k in RESUMABLE_CHANGES}})
+    except RobometaError:
+        return False
+    return _comparable(config_to_dict(then)) == _comparable(now)
 
 
 def _comparable(cfg: dict[str, Any] | None) -> dict[str, Any] | None:

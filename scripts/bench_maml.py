@@ -4,16 +4,27 @@ At the paper preset (40 tasks x 20 episodes x 200 steps, before and after one
 inner step: 320,000 env steps per iteration) this runs a few meta-iterations of
 each algorithm and reports the seconds spent sampling, in the inner loop
 (advantages, baselines and adaptation for sampling) and in the outer loop (the
-meta-update), plus the learner overhead (inner + outer) relative to sampling, and
-for MAML-TRPO the outer loop's own split: meta-gradient, natural step (Fisher-vector
-products and conjugate gradient) and line search.
+meta-update), plus the learner overhead (inner + outer) relative to sampling. The
+outer loop is split further: for MAML-TRPO the meta-gradient, the natural step
+(Fisher-vector products and conjugate gradient) and the line search; for MAML-PPO
+the meta-gradients of its epochs and the evaluation after the last one.
+
+Variants (``--variant NAME=OVERRIDES``) compare learner settings side by side in
+one process: every variant of every algorithm gets its own learner, the timed
+iterations alternate between them on the same tasks, and untimed warm-up
+iterations first absorb one-off costs (``torch.compile``, allocator pools). The
+machine's load average is recorded with the results, since a shared machine slows
+everything in it.
 
 It also times the second-order meta-gradient on the same data with all tasks in
 one batched pass (what MAML does on a GPU), in groups of ``CPU_TASK_CHUNK`` tasks
-(what it does on a CPU) and one task at a time, to show where batching pays.
+(what it does on a CPU) and one task at a time, to show where batching pays
+(uncompiled, float32; ``--skip-chunks`` leaves it out).
 
     python scripts/bench_maml.py                          # both algorithms, paper settings
     python scripts/bench_maml.py --algo maml-trpo --iterations 3
+    python scripts/bench_maml.py --variant eager="compile_learner=false matmul_precision=float32 \\
+        fisher_precision=float32" --variant paper=""      # the paper preset's levers off vs on
     python scripts/bench_maml.py --preset quick first_order=true --out bench_maml.json
     python scripts/bench_maml.py --device cuda --iterations 1   # learner on the GPU
     python scripts/bench_maml.py learner_threads=2              # 2 learner threads (idle machine)
@@ -23,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -37,6 +50,12 @@ from robometa.algos.maml import CPU_TASK_CHUNK, adapt, learner_mode, surrogate, 
 from robometa.configs import resolve_config
 from robometa.errors import RobometaError
 from robometa.tasks import make_family
+
+# Columns of the outer loop's split, per algorithm: (metric suffix, header).
+SPLITS = {
+    "maml-trpo": [("meta_gradient", "meta-gradient"), ("natural_step", "natural step"), ("line_search", "line search")],
+    "maml-ppo": [("meta_gradient", "meta-gradients (all epochs)"), ("evaluation", "evaluation")],
+}
 
 
 def meta_gradient_seconds(algo, pre, pre_adv, post, post_adv, chunk: int) -> float:
@@ -56,98 +75,171 @@ def meta_gradient_seconds(algo, pre, pre_adv, post, post_adv, chunk: int) -> flo
         return time.perf_counter() - t0
 
 
-def bench(
-    algo_name: str, preset: str, overrides: list[str], iterations: int, seed: int, device: str, warmup: int
-) -> dict:
+def make_learner(algo_name: str, preset: str, overrides: list[str], seed: int, device: str):
     cfg = resolve_config(algo=algo_name, preset=preset, overrides=overrides, seed=seed, device=device)
     family = make_family(cfg.family)
     algo = make_algorithm(algo_name, family, cfg.algo_params, cfg.device, seed)
     algo.learner_threads = cfg.learner_threads  # ignored off CPU
-    rng = np.random.default_rng(seed)
-    for _ in range(warmup):  # untimed: CUDA context and kernel caches, allocator pools
-        algo.iteration(family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train"))
-    rows = []
-    for _ in range(iterations):
-        res = algo.iteration(family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train"))
-        keys = ["time/sampling", "time/inner", "time/outer", "sim/steps_per_s"]
-        keys += [k for k in res.metrics if k.startswith("time/outer_") or k == "train/line_search_backtracks"]
-        rows.append({k: res.metrics[k] for k in keys})
-        rows[-1]["env_steps"] = res.env_steps
-    out = {k: statistics.fmean(r[k] for r in rows) for k in rows[0]}
-    out["learner_over_sampling"] = (out["time/inner"] + out["time/outer"]) / out["time/sampling"]
-    out["iterations"] = iterations
+    return cfg, family, algo
 
-    # batched vs looped meta-gradient on one fresh meta-batch
-    timer = {"sampling": 0.0, "inner": 0.0}
-    tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
-    batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, timer)
-    M = cfg.algo_params.meta_batch_size
-    for chunk in dict.fromkeys((M, CPU_TASK_CHUNK, 1)):
-        out[f"meta_grad_chunk{chunk}_s"] = min(
-            meta_gradient_seconds(algo, batches[0], advs[0], batches[1], advs[1], chunk) for _ in range(2)
-        )
+
+def bench(
+    algo_name: str,
+    preset: str,
+    overrides: list[str],
+    variants: dict[str, list[str]],
+    iterations: int,
+    seed: int,
+    device: str,
+    warmup: int,
+    chunks: bool,
+) -> dict[str, dict]:
+    """One learner per variant, timed iterations alternating between them; results per variant."""
+    learners = {name: make_learner(algo_name, preset, [*overrides, *extra], seed, device) for name, extra in variants.items()}
+    cfg, family, _ = next(iter(learners.values()))
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[dict]] = {name: [] for name in variants}
+    for i in range(warmup + iterations):
+        tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
+        for name, (_, _, algo) in learners.items():  # same tasks for every variant
+            t0 = time.perf_counter()
+            res = algo.iteration(tasks)
+            if i < warmup:  # untimed: compilation, CUDA context and kernel caches, allocator pools
+                print(f"  {algo_name} [{name}] warm-up iteration {i + 1}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                continue
+            keys = ["time/sampling", "time/inner", "time/outer", "sim/steps_per_s"]
+            keys += [k for k in res.metrics if k.startswith("time/outer_") or k == "train/line_search_backtracks"]
+            rows[name].append({k: res.metrics[k] for k in keys} | {"env_steps": res.env_steps, "load": os.getloadavg()[0]})
+    out = {}
+    for name, rs in rows.items():
+        r = {k: statistics.fmean(row[k] for row in rs) for k in rs[0]}
+        r["learner_over_sampling"] = (r["time/inner"] + r["time/outer"]) / r["time/sampling"]
+        r["iterations"] = iterations
+        r["overrides"] = [*overrides, *variants[name]]
+        out[name] = r
+
+    if chunks:  # batched vs looped meta-gradient on one fresh meta-batch, first variant's learner
+        algo = next(iter(learners.values()))[2]
+        tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
+        batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, _Watch())
+        M = cfg.algo_params.meta_batch_size
+        first = next(iter(out.values()))
+        for chunk in dict.fromkeys((M, CPU_TASK_CHUNK, 1)):
+            first[f"meta_grad_chunk{chunk}_s"] = min(
+                meta_gradient_seconds(algo, batches[0], advs[0], batches[1], advs[1], chunk) for _ in range(2)
+            )
     return out
+
+
+class _Watch:
+    """A stand-in for the learner's stopwatch when nothing is timed."""
+
+    def __call__(self, phase: str):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def cpu_name() -> str:
+    """The CPU's model name and whether it has AMX (bfloat16 matrix units)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    return f"{model or platform.machine()}{', AMX' if 'amx_bf16' in info else ''}, {os.cpu_count()} cores"
+
+
+def print_tables(results: dict[str, dict[str, dict]]) -> None:
+    print("| algo | variant | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | load avg |")
+    print("|---" * 8 + "|")
+    for algo, per_variant in results.items():
+        for name, r in per_variant.items():
+            print(
+                f"| {algo} | {name} | {r['env_steps']:.0f} | {r['time/sampling']:.2f} | {r['time/inner']:.2f} | "
+                f"{r['time/outer']:.2f} | {100 * r['learner_over_sampling']:.0f}% | {r['load']:.2f} |"
+            )
+    for algo, per_variant in results.items():
+        split = SPLITS.get(algo, [])
+        print(f"\n| {algo} | outer s | " + " | ".join(f"{h} s" for _, h in split) + " |")
+        print("|---" * (2 + len(split)) + "|")
+        for name, r in per_variant.items():
+            cells = " | ".join(f"{r.get(f'time/outer_{k}', float('nan')):.2f}" for k, _ in split)
+            print(f"| {name} | {r['time/outer']:.2f} | {cells} |")
+    for algo, per_variant in results.items():
+        first_name, first = next(iter(per_variant.items()))
+        chunks = [k.removeprefix("meta_grad_chunk").removesuffix("_s") for k in first if k.startswith("meta_grad_chunk")]
+        if chunks:
+            print(f"\n{algo} [{first_name}], uncompiled float32 meta-gradient, s: " + ", ".join(
+                f"{c} tasks/pass {first[f'meta_grad_chunk{c}_s']:.2f}" for c in chunks
+            ))
+
+
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    name, sep, overrides = spec.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--variant wants NAME=OVERRIDES, got {spec!r}")
+    return name, shlex.split(overrides)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings for every variant")
     maml = [n for n in algorithm_names() if n.startswith("maml")]
     ap.add_argument("--algo", nargs="+", default=maml, choices=maml)
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--iterations", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed meta-iterations first (default 1)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed meta-iterations first, per variant (default 1)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        metavar="NAME=OVERRIDES",
+        help="a learner to compare, e.g. bf16='matmul_precision=bfloat16' (repeatable; default: the preset as is)",
+    )
+    ap.add_argument("--skip-chunks", action="store_true", help="leave out the tasks-per-pass meta-gradient timing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="where the policy and learner run: cpu | cuda | auto")
     ap.add_argument("--out", help="write the results as JSON")
     args = ap.parse_args()
+    variants = dict(args.variant or [("preset", [])])
+    load_before = os.getloadavg()
     results = {}
     try:
         for name in args.algo:
             results[name] = bench(
-                name, args.preset, args.overrides, args.iterations, args.seed, args.device, args.warmup
+                name,
+                args.preset,
+                args.overrides,
+                variants,
+                args.iterations,
+                args.seed,
+                args.device,
+                args.warmup,
+                not args.skip_chunks,
             )
     except RobometaError as exc:
         print(f"bench_maml: error: {exc}", file=sys.stderr)
         return 2
+    load_after = os.getloadavg()
+    machine = {
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else None,
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }
     print(
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, device {args.device}"
-        f"{' (' + torch.cuda.get_device_name() + ')' if args.device != 'cpu' and torch.cuda.is_available() else ''}, "
-        f"preset {args.preset} {args.overrides}"
+        f"{machine['cpu']}, torch {machine['torch']}, device {args.device}"
+        f"{' (' + machine['gpu'] + ')' if machine['gpu'] else ''}, preset {args.preset} {args.overrides}, "
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
-    chunks = [
-        k.removeprefix("meta_grad_chunk").removesuffix("_s")
-        for k in next(iter(results.values()))
-        if k.startswith("meta_grad_chunk")
-    ]
-    header = (
-        "| algo | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | sim steps/s | "
-        + " | ".join(f"meta-grad, {c} tasks/pass, s" for c in chunks)
-        + " |"
-    )
-    print(header)
-    print("|---" * (7 + len(chunks)) + "|")
-    for name, r in results.items():
-        print(
-            f"| {name} | {r['env_steps']:.0f} | {r['time/sampling']:.2f} | {r['time/inner']:.2f} | "
-            f"{r['time/outer']:.2f} | {100 * r['learner_over_sampling']:.0f}% | {r['sim/steps_per_s']:.0f} | "
-            + " | ".join(f"{r[f'meta_grad_chunk{c}_s']:.2f}" for c in chunks)
-            + " |"
-        )
-    split = {n: r for n, r in results.items() if "time/outer_meta_gradient" in r}
-    if split:
-        print(
-            "\n| algo | outer s | meta-gradient s | natural step (Fisher-vector products, CG) s | line search s | line-search backtracks |"
-        )
-        print("|---" * 6 + "|")
-        for name, r in split.items():
-            print(
-                f"| {name} | {r['time/outer']:.2f} | {r['time/outer_meta_gradient']:.2f} | "
-                f"{r['time/outer_natural_step']:.2f} | {r['time/outer_line_search']:.2f} | "
-                f"{r['train/line_search_backtracks']:.1f} |"
-            )
+    print_tables(results)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        Path(args.out).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     return 0
 
 

@@ -100,7 +100,7 @@ def run_seed(
     algo, K = trainer.algo, cfg.algo_params.episodes_per_trial
     tasks = trainer.family.split_tasks("test", seed=cfg.split_seed, n=n_tasks)
     data = algo.adaptation_data(tasks, K - 1, seed=EVAL_SEED, trials_per_task=trials)
-    returns = np.asarray(data["returns"], dtype=np.float64)  # (tasks, K)
+    returns = data.returns  # (tasks, K)
     gains = returns[:, -1] - returns[:, 0]
     out = {
         "family": family,
@@ -116,8 +116,8 @@ def run_seed(
         "overrides": overrides,
         "config": config_to_dict(cfg),
     }
-    if data.get("success") is not None:
-        out["success_by_episode"] = np.asarray(data["success"], dtype=np.float64).mean(0).tolist()
+    if data.success is not None:
+        out["success_by_episode"] = data.success.mean(0).tolist()
     return out
 
 

@@ -342,10 +342,10 @@ def test_replay_from_evaluation_shows_exactly_the_evaluated_episodes(run_dir, tm
     loaded = load_run(run_dir)
     tasks = [loaded.family.task_from_dict(t) for t in summary["tasks"]]
     data = loaded.algo.adaptation_data(tasks, 1, seed=0, record_states=True)
-    np.testing.assert_array_equal(data["states"][1, 1], rec.states[1])
-    np.testing.assert_array_equal(data["states"][0, 1], rec.states[0])
+    np.testing.assert_array_equal(data.states[1, 1], rec.states[1])
+    np.testing.assert_array_equal(data.states[0, 1], rec.states[0])
     # re-adapting the task alone is a different draw: why replay --from-eval exists
-    alone = record(loaded, rec.task, 1, seed=0)
+    alone = record(loaded.algo, rec.task, 1, seed=0)
     assert not np.array_equal(alone.states[1], rec.states[1])
     video = tmp_path / "from_eval.gif"
     assert (

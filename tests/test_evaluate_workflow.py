@@ -104,3 +104,31 @@ def test_report_states_horizon_budget_and_task_parameters(runs, capsys):
     assert table and max(len(ln) for ln in table) <= 100
     assert "episodes of 8 steps (the family's: 200)" in out
     assert np.isfinite([r["mean"] for r in curve]).all()
+
+
+def test_multitask_fine_tuning_step_size_is_chosen_on_val(runs):
+    from robometa.eval.evaluate import FINE_TUNE_LR_FACTORS
+
+    maml, _ = runs
+    assert (
+        main(
+            [
+                "evaluate",
+                str(maml),
+                "--tasks",
+                "1",
+                "--seeds",
+                "0",
+                "--baselines",
+                "multitask",
+                "--name",
+                "lr",
+            ]
+        )
+        == 0
+    )
+    notes = _summary(maml, "lr")["methods"]["multi-task + fine-tune"]["notes"]
+    tried = notes["fine_tune_lr_val_returns"]
+    assert len(tried) == len(FINE_TUNE_LR_FACTORS)
+    assert f"{notes['fine_tune_lr']:g}" == max(tried, key=tried.get)
+    assert notes["fine_tune_lr_rule"].startswith("chosen on val")

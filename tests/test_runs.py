@@ -190,16 +190,42 @@ def test_curve_record_and_tags():
     assert curve_tag("val", "adapt_step", 1) == "adapt_val/return/step_1"
 
 
-def test_custom_scalars_layout_puts_every_step_in_one_chart():
+def test_custom_scalars_layout_is_one_tag_per_chart_and_only_what_the_run_writes():
+    """TensorBoard draws every line of a chart in the run's one colour with no legend:
+    each chart holds one tag and its title says which step it is; families without
+    success get no success charts; learner charts follow the metrics it logs."""
     import re
 
-    layout = custom_scalars_layout()
-    (regex,) = layout["adaptation (held-out tasks)"]["return"][1]
-    tags = [f"adapt_test/return/step_{k}" for k in range(5)]
-    assert all(re.fullmatch(regex, t) for t in tags)
-    assert not re.fullmatch(regex, "adapt/return/step_0")
-    (regex,) = layout["adaptation (validation tasks: selects best.pt)"]["return"][1]
-    assert re.fullmatch(regex, "adapt_val/return/episode_3") and not re.fullmatch(regex, tags[0])
+    layout = custom_scalars_layout(
+        "adapt_step", {"test": 3, "val": 2, "train": 1}, False, ["loss/outer_before", "time/sampling"]
+    )
+    test = layout["adaptation on held-out test tasks (for watching)"]
+    assert list(test) == [
+        "return, step 0 (before adapting)",
+        "return, step 1 (after 1 adaptation step)",
+        "return, step 2 (after 2 adaptation steps)",
+        "return, step 3 (after 3 adaptation steps)",
+    ]
+    for chart in (c for category in layout.values() for c in category.values()):
+        kind, (regex,) = chart  # one tag per chart
+        assert kind == "Multiline"
+    (regex,) = test["return, step 3 (after 3 adaptation steps)"][1]
+    assert re.fullmatch(regex, "adapt_test/return/step_3")
+    assert not any(re.fullmatch(regex, t) for t in ("adapt_test/return/step_30", "adapt/return/step_3"))
+    assert len(layout["adaptation on validation tasks (chooses best.pt)"]) == 3
+    assert not any("success" in title for category in layout.values() for title in category)
+    assert list(layout["meta-update: losses"]) == [
+        "loss/outer_before: MAML: surrogate loss of the adapted policies before the meta-update"
+    ]
+    assert "meta-update: policy" not in layout  # no train/ metric logged
+    rl2 = custom_scalars_layout("episode", {"train": 1}, True, [])
+    assert list(rl2) == ["adaptation on the training meta-batch", "time per iteration (s)", "simulation"]
+    assert list(rl2["adaptation on the training meta-batch"]) == [
+        "return, episode 1 (episode 1: before any experience)",
+        "return, episode 2 (episode 2: after 1 episode)",
+        "success, episode 1 (episode 1: before any experience)",
+        "success, episode 2 (episode 2: after 1 episode)",
+    ]
 
 
 def test_default_run_path_never_reuses_a_directory(tmp_path, monkeypatch):

@@ -66,23 +66,17 @@ def test_periodic_tasks_come_from_their_splits(tmp_path):
 
 
 def _scripted(trainer: Trainer, monkeypatch, val: list[float], test: list[float]) -> None:
-    """Replace the learner's evaluation returns by scripted ones, one value per evaluation:
-    ``adaptation_data`` (what the validation curve uses) and ``adaptation_curve`` (test)."""
-    val_iter, test_iter = iter(val), iter(test)
-    real_data, real_curve = trainer.algo.adaptation_data, trainer.algo.adaptation_curve
+    """Replace the learner's evaluation returns by scripted ones, one value per evaluation
+    of each split (the trainer measures both through ``adaptation_data``)."""
+    scripted = {id(trainer.val_tasks): iter(val), id(trainer.test_tasks): iter(test)}
+    real = trainer.algo.adaptation_data
 
     def data(tasks, steps, seed, record_states=False):
-        out = real_data(tasks, steps, seed, record_states)
-        out["returns"] = np.full_like(np.asarray(out["returns"]), next(val_iter))
-        return out
-
-    def curve(tasks, steps, split="test"):
-        out = real_curve(tasks, steps, split)
-        out.return_mean = [next(test_iter)] * len(out.return_mean)
+        out = real(tasks, steps, seed, record_states)
+        out.returns = np.full_like(out.returns, next(scripted[id(tasks)]))
         return out
 
     monkeypatch.setattr(trainer.algo, "adaptation_data", data)
-    monkeypatch.setattr(trainer.algo, "adaptation_curve", curve)
 
 
 def test_best_is_the_highest_validation_return_and_never_the_test_one(tmp_path, monkeypatch):

@@ -115,6 +115,6 @@ def test_rl2_reports_success_on_families_that_have_it():
     )
     algo = RL2(family, cfg, device="cpu", seed=0, sampler_threads=0)
     data = algo.adaptation_data(tasks, 1, seed=0)
-    assert data["success"] is not None and np.asarray(data["success"]).shape == (2, 2)
+    assert data.success is not None and data.success.shape == (2, 2)
     assert algo.adaptation_curve(tasks, 1, "val").success_mean is not None
     assert algo.iteration(tasks).curve.success_mean is not None

@@ -179,7 +179,9 @@ def test_malformed_task_parameters():
         make_family("cheetah-vel").split_tasks("dev")
     with pytest.raises(RobometaError, match="ctrl_cost_weight"):
         make_family("cheetah-vel", ctrl_cost_weight=-1)
-    with pytest.raises(RobometaError, match="bad option"):
+    with pytest.raises(
+        RobometaError, match="unknown option 'colour' for family cheetah-vel; valid: ctrl_cost_weight"
+    ):
         make_family("cheetah-vel", colour="red")
 
 

@@ -27,17 +27,24 @@ the axis on which MAML's gradient steps are also drawn.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from robometa.algos.base import AdaptationCurve, IterationResult
+from robometa.algos.base import (
+    EPISODE,
+    AdaptationCurve,
+    AdaptationData,
+    IterationResult,
+    MetaLearner,
+    Stopwatch,
+    throughput,
+)
 from robometa.algos.gae import discounted_returns, gae
 from robometa.algos.normalize import RunningMeanStd
-from robometa.configs.rl2 import RL2Config
+from robometa.algos.rl2_config import RL2Config
 from robometa.policies.recurrent import (
     Hidden,
     RecurrentGaussianPolicy,
@@ -48,8 +55,6 @@ from robometa.sampling.sampler import torch_threads
 from robometa.sampling.trials import TrialBatch, TrialSampler
 from robometa.tasks.base import Task, TaskFamily
 
-# Offset of the evaluation sampler's seed, so evaluating never shifts the training stream.
-EVAL_SEED_OFFSET = 1_000_003
 # Offset of the minibatch-shuffling stream.
 SHUFFLE_SEED_OFFSET = 2_000_003
 
@@ -157,7 +162,7 @@ def episode_curve(batch: TrialBatch, split: str, has_success: bool) -> Adaptatio
     K = batch.episodes_per_trial
     return AdaptationCurve(
         split=split,
-        x="episode",
+        x=EPISODE,
         steps=list(range(K)),
         return_mean=[float(v) for v in per_task.mean(0)],
         return_std=[float(v) for v in per_task.std(0, unbiased=False)],
@@ -185,19 +190,21 @@ def episode_rewards(batch: TrialBatch) -> Tensor:
 # ------------------------------------------------------------------ the learner
 
 
-class RL2:
+class RL2(MetaLearner):
     """RL² with a PPO outer loop on one task family.
 
     Args:
         family: the task family.
         config: :class:`RL2Config`.
         device: where the policy and the learner run.
-        seed: seeds weights, sampling, shuffling and evaluation streams.
+        seed: seeds weights, sampling and shuffling (evaluation samples on streams of
+            its own seed: :meth:`adaptation_data`).
         sampler_threads: MuJoCo rollout threads (``None``: all cores).
+        backend: the simulator backend the samplers use (:func:`robometa.sim.simulator_names`).
     """
 
     name = "rl2"
-    curve_x = "episode"  # adaptation is measured per episode of a trial
+    curve_x = EPISODE  # adaptation is measured per episode of a trial
 
     def __init__(
         self,
@@ -206,18 +213,16 @@ class RL2:
         device: str | torch.device = "cpu",
         seed: int = 0,
         sampler_threads: int | None = None,
+        backend: str = "batch",
     ):
         self.family = family
         self.config = config
-        self.sampler = TrialSampler(family, device, seed=seed, nthread=sampler_threads)
-        self.eval_sampler = TrialSampler(
-            family, device, seed=seed + EVAL_SEED_OFFSET, nthread=sampler_threads
-        )
+        self.sampler = TrialSampler(family, device, seed=seed, nthread=sampler_threads, backend=backend)
         self.device = self.sampler.device
         self.horizon = config.horizon or family.horizon
 
         policy = RecurrentGaussianPolicy(
-            family.obs_dim, family.layout.nu, config.hidden, config.cell, config.init_std
+            family.obs_dim, self.sampler.act_dim, config.hidden, config.cell, config.init_std
         )
         policy.reset_parameters(torch.Generator().manual_seed(int(seed)))
         self.policy = policy.to(self.device)
@@ -242,11 +247,6 @@ class RL2:
             self.device
         )
 
-    def adaptation_curve(self, tasks: Sequence[Task], steps: int, split: str = "test") -> AdaptationCurve:
-        """Trials of ``steps + 1`` episodes on every task, no learning: returns of episodes 1..steps+1."""
-        batch = self.sample(self.eval_sampler, tasks, steps + 1)
-        return episode_curve(batch, split, self.family.has_success)
-
     def adaptation_data(
         self,
         tasks: Sequence[Task],
@@ -254,18 +254,16 @@ class RL2:
         seed: int,
         record_states: bool = False,
         trials_per_task: int | None = None,
-    ) -> dict[str, Any]:
-        """Per-task evaluation data for ``robometa evaluate`` / ``replay`` (no learning).
+    ) -> AdaptationData:
+        """Trials of ``steps + 1`` episodes on every task, no learning (the adaptation protocol).
 
-        ``trials_per_task`` trials (default: the training setting) of ``steps + 1``
-        episodes per task, each on fresh memory; returns ``returns`` / ``success``
-        ``(M, steps+1)`` (episode k's mean over each task's trials), and with
-        ``record_states`` the states ``(steps+1, M, T+1, nstate)`` and rewards
-        ``(steps+1, M, T)`` of every episode of each task's first trial.
+        ``trials_per_task`` trials (default: the training setting) per task, each on
+        fresh memory, on the streams of evaluation seed ``seed``; step k is episode
+        k+1 (``returns`` / ``success``: its mean over each task's trials), and with
+        ``record_states`` the states and rewards are every episode of each task's
+        first trial.
         """
-        sampler = TrialSampler(
-            self.family, self.device, seed=seed + EVAL_SEED_OFFSET, nthread=self.sampler.nthread
-        )
+        sampler = self.evaluation_sampler(seed)
         batch = sampler.sample_trials(
             self.actor,
             tasks,
@@ -274,29 +272,30 @@ class RL2:
             self.horizon,
             record_states=record_states,
         )
-        out: dict[str, Any] = {
-            "x": "episode",
-            "episodes_per_step": 1,
-            "returns": batch.episode_returns.mean(1).double().numpy(),
-            "success": batch.success.mean(1).double().numpy() if self.family.has_success else None,
-        }
+        recorded = {}
         if record_states:
-            out["states"] = batch.states[:, 0].transpose(0, 1).numpy()
-            out["rewards"] = episode_rewards(batch)[:, 0].transpose(0, 1).numpy()
-        return out
+            recorded["states"] = batch.states[:, 0].transpose(0, 1).numpy()
+            recorded["rewards"] = episode_rewards(batch)[:, 0].transpose(0, 1).numpy()
+        return AdaptationData(
+            x=self.curve_x,
+            episodes_per_step=1,
+            returns=batch.episode_returns.mean(1).double().numpy(),
+            success=batch.success.mean(1).double().numpy() if self.family.has_success else None,
+            **recorded,
+        )
 
     # ---------------------------------------------------------------- one meta-iteration
     def iteration(self, tasks: Sequence[Task]) -> IterationResult:
         cfg = self.config
-        t0 = time.perf_counter()
-        batch = self.sample(self.sampler, tasks, cfg.episodes_per_trial)
-        t1 = time.perf_counter()
+        watch = Stopwatch()
+        with watch("sampling"):
+            batch = self.sample(self.sampler, tasks, cfg.episodes_per_trial)
         # Same thread cap as sampling: the per-step ops of a small recurrent net gain
         # nothing from torch's intra-op pool, which stalls when cores are contended
         # (measured 10x slower backpropagation through trials with 2 threads on 2 busy cores).
-        with torch_threads(self.sampler.torch_threads):
+        with watch("outer"), torch_threads(self.sampler.torch_threads):
             metrics = self._update(batch)
-        t2 = time.perf_counter()
+        seconds = watch.seconds
         self._update_statistics(batch)
         env_steps = batch.env_steps
         metrics.update(
@@ -305,10 +304,9 @@ class RL2:
                 "train/policy_std": float(self.policy.log_std.detach().exp().mean()),
                 "train/reward_scale": 1.0 if self.return_norm is None else float(1.0 / self.return_norm.std),
                 "train/trial_return": float(batch.episode_returns.sum(-1).mean()),
-                "time/sampling": t1 - t0,
-                "time/outer": t2 - t1,
-                "time/learner_over_sampling": (t2 - t1) / max(t1 - t0, 1e-9),
-                "sim/steps_per_s": env_steps / max(t1 - t0, 1e-9),
+                "time/sampling": seconds["sampling"],
+                "time/outer": seconds["outer"],
+                **throughput(seconds["sampling"], seconds["outer"], env_steps),
             }
         )
         metrics.update(self.sampler.pop_metrics())  # sim/instabilities
@@ -410,7 +408,6 @@ class RL2:
             "reward_norm": None if self.reward_norm is None else self.reward_norm.state_dict(),
             "return_norm": None if self.return_norm is None else self.return_norm.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "eval_sampler": self.eval_sampler.state_dict(),
             "shuffle": self.shuffle.get_state(),
         }
 
@@ -424,15 +421,10 @@ class RL2:
         ):
             if norm is not None:
                 norm.load_state_dict(state[key])
+        # Checkpoints from before evaluation used fresh seeded streams also hold an
+        # "eval_sampler"; nothing samples with it any more.
         self.sampler.load_state_dict(state["sampler"])
-        self.eval_sampler.load_state_dict(state["eval_sampler"])
         self.shuffle.set_state(state["shuffle"])
-
-    def hparams(self) -> dict[str, float | int | str | bool]:
-        out: dict[str, Any] = {"algo": self.name, "family": self.family.name}
-        for k, v in vars(self.config).items():
-            out[k] = self.horizon if k == "horizon" else v
-        return out
 
     @property
     def entropy(self) -> float:

@@ -6,8 +6,16 @@ exists (``presets/<algo>/<preset>/<family>.yaml``), the user's ``--config FILE``
 explicit CLI flags (``--family``, ``--seed``, ``--device``), then ``key=value``
 overrides. Keys of the
 algorithm section may be written ``algo_params.inner_lr=0.05`` or just
-``inner_lr=0.05``. Every key and value is checked against the dataclasses' types;
-mistakes raise :class:`RobometaError` naming the valid choices.
+``inner_lr=0.05``; the family's options ``family_options.observe_goal=true``. Every
+key and value is checked against the dataclasses' types (the family's options
+against its constructor); mistakes raise :class:`RobometaError` naming the valid
+choices.
+
+The algorithm's section schema comes from the algorithm registry
+(:func:`robometa.algos.config_class`), so a learner registered with
+:func:`robometa.algos.register_algorithm` is configured like the built-in ones; one
+without presets of its own starts from its config's defaults when the default
+preset (``quick``) is asked for.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from robometa.errors import RobometaError, choice_error
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEFAULT_ALGO = TrainConfig.algo
+DEFAULT_PRESET = "quick"
 ALGO_SECTION = "algo_params"
+FAMILY_SECTION = "family_options"
 
 
 def preset_names(algo: str) -> list[str]:
@@ -89,6 +99,10 @@ def _fields(cls: type) -> dict[str, Any]:
 def _check_value(key: str, value: Any, tp: Any) -> Any:
     """Check (and lightly convert) a YAML value against a field type."""
     origin = typing.get_origin(tp)
+    if origin is dict:  # family_options: names are checked against the family when it is built
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise RobometaError(f"{key} must be a mapping of option names to values, got {value!r}")
+        return dict(value)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -139,6 +153,10 @@ def _merge(
                 if sub not in algo_fields:
                     raise choice_error(f"{ALGO_SECTION} key in {source}", sub, sorted(algo_fields))
                 base[ALGO_SECTION][sub] = v
+        elif key == FAMILY_SECTION:  # merged option by option, like the algorithm's section
+            if not isinstance(value, Mapping):
+                raise RobometaError(f"{FAMILY_SECTION} in {source} must be a mapping of options to values")
+            base.setdefault(FAMILY_SECTION, {}).update(value)
         elif key in run_fields:
             base[key] = value
         elif key in algo_fields:  # convenience: algorithm keys without the section prefix
@@ -173,6 +191,8 @@ def resolve_config(
     algo_fields = _fields(config_class(algo))
 
     merged: dict[str, Any] = {ALGO_SECTION: {}}
+    if preset == DEFAULT_PRESET and not preset_names(algo):
+        preset = None  # a learner without presets (one registered elsewhere): its config's defaults
     if preset is not None:
         if preset not in preset_names(algo):
             raise choice_error(f"preset for {algo}", preset, preset_names(algo))
@@ -223,9 +243,8 @@ def build_config(data: Mapping[str, Any]) -> TrainConfig:
     problems = cfg.validate()
     if problems:
         raise RobometaError(problems[0])
-    from robometa.tasks import family_class
-
-    family_class(cfg.family)  # unknown family: one-line error listing the valid ones
+    # An unknown family, option or option value: a one-line error naming the valid ones.
+    cfg.build_family()
     return cfg
 
 
@@ -235,9 +254,15 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         if isinstance(v, tuple):
             return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return v
 
     out = {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name != ALGO_SECTION}
+    if not out[FAMILY_SECTION]:
+        # Written only when set, so runs without options keep the config (and checkpoint
+        # record) they always had, and resume as before.
+        del out[FAMILY_SECTION]
     out[ALGO_SECTION] = {
         f.name: plain(getattr(cfg.algo_params, f.name)) for f in dataclasses.fields(cfg.algo_params)
     }

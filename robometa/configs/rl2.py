@@ -1,89 +1,9 @@
-"""Settings of RL² (Duan et al., 2016): a recurrent policy trained with PPO over trials."""
+"""RL²'s settings, where older code imports them from.
 
-from __future__ import annotations
+They live beside the learner, in :mod:`robometa.algos.rl2_config`: an algorithm's
+settings belong to the algorithm, and ``configs`` sits above ``algos``.
+"""
 
-from dataclasses import dataclass
+from robometa.algos.rl2_config import RL2Config
 
-
-@dataclass(frozen=True)
-class RL2Config:
-    """Trials, recurrent policy and PPO settings of the RL² learner."""
-
-    meta_batch_size: int = 10
-    """Tasks per meta-iteration."""
-    trials_per_task: int = 2
-    """Trials sampled per task and iteration (each on a fresh memory)."""
-    episodes_per_trial: int = 2
-    """K: consecutive episodes on one task that share the policy's memory."""
-    horizon: int | None = None
-    """Steps per episode; ``null`` uses the family's horizon (cheetah: 200)."""
-    cell: str = "gru"
-    """Recurrent cell: gru | lstm."""
-    hidden: int = 64
-    """Width of the recurrent state."""
-    init_std: float = 1.0
-    """Initial action standard deviation."""
-    gamma: float = 0.99
-    """Discount factor, applied across the episodes of a trial."""
-    gae_lambda: float = 0.95
-    """GAE lambda; advantages run across episode boundaries within a trial."""
-    clip_eps: float = 0.2
-    """PPO likelihood-ratio clip range."""
-    ppo_epochs: int = 10
-    """Passes over the iteration's trials."""
-    minibatches: int = 4
-    """Minibatches of whole trials per epoch (each one full backpropagation through its trials)."""
-    lr: float = 3e-4
-    """Adam learning rate."""
-    value_coef: float = 0.5
-    """Weight of the value loss."""
-    entropy_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip per Adam step."""
-    bootstrap_trial_end: bool = False
-    """Treat the end of a trial (the horizon of its K-th episode) as a time limit:
-    bootstrap the last step's target with the value of its own state instead of 0,
-    so the value target does not depend on the time left in the trial (Pardo et al.,
-    2018). Episodes that end by termination are never bootstrapped."""
-    normalize_obs: bool = True
-    """Normalize observations by running mean / std (statistics are checkpointed)."""
-    normalize_reward: bool = True
-    """Scale the reward input by the running std of per-step rewards, and the value
-    targets by that of discounted trial returns (statistics are checkpointed)."""
-
-    def validate(self) -> list[str]:
-        """Problems with the values, one line each (empty when fine)."""
-        out = []
-        for name in (
-            "meta_batch_size",
-            "trials_per_task",
-            "episodes_per_trial",
-            "hidden",
-            "ppo_epochs",
-            "minibatches",
-        ):
-            if getattr(self, name) < 1:
-                out.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.horizon is not None and self.horizon < 1:
-            out.append(f"horizon must be >= 1 or null, got {self.horizon}")
-        if self.cell not in ("gru", "lstm"):
-            out.append(f"unknown cell {self.cell!r}; valid: gru, lstm")
-        if not 0.0 <= self.gamma <= 1.0:
-            out.append(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            out.append(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if not 0.0 < self.clip_eps < 1.0:
-            out.append(f"clip_eps must be in (0, 1), got {self.clip_eps}")
-        if self.minibatches > self.meta_batch_size * self.trials_per_task:
-            out.append(
-                f"minibatches ({self.minibatches}) must not exceed the trials per iteration "
-                f"(meta_batch_size * trials_per_task = {self.meta_batch_size * self.trials_per_task})"
-            )
-        for name in ("lr", "init_std", "max_grad_norm"):
-            if getattr(self, name) <= 0:
-                out.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("value_coef", "entropy_coef"):
-            if getattr(self, name) < 0:
-                out.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        return out
+__all__ = ["RL2Config"]

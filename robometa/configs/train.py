@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from robometa.tasks import TaskFamily
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,10 @@ class TrainConfig:
     """Meta-learner, by registry name (``robometa.algos.algorithm_names()``)."""
     family: str = "cheetah-vel"
     """Task family, by name or gymnasium id."""
+    family_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options of the family (``robometa.tasks.family_options(family)`` lists
+    them), e.g. ``family_options.observe_goal=true``; used wherever the run's family is
+    built (training, ``evaluate``, ``replay``)."""
     seed: int = 0
     """Seeds the weights, the task stream and every sampler; same seed, same run (on CPU)."""
     device: str = "auto"
@@ -43,6 +50,12 @@ class TrainConfig:
     video of it to TensorBoard (``video/test_task_0``; rendered offscreen)."""
     algo_params: Any = field(default=None)
     """The algorithm's config dataclass (e.g. :class:`MAMLTRPOConfig`)."""
+
+    def build_family(self) -> TaskFamily:
+        """The run's task family, built with its ``family_options``."""
+        from robometa.tasks import make_family
+
+        return make_family(self.family, **self.family_options)
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""

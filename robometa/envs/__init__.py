@@ -1,24 +1,19 @@
-"""Gymnasium registration: every family becomes ``robometa/<Name>-v<k>``."""
+"""The gymnasium facade of the task families: ``MetaEnv`` behind ``robometa/<Name>-v<k>``.
+
+The ids themselves are registered by :mod:`robometa.tasks` (every registered family
+is one), so ``import robometa`` registers them without importing this package.
+"""
 
 from __future__ import annotations
 
-import gymnasium as gym
-
 from robometa.envs.meta_env import MetaEnv
-from robometa.tasks import _REGISTRY, family_class
+from robometa.tasks import register_gymnasium_ids
 
 
 def register_envs() -> None:
-    """Register each family's id with gymnasium (idempotent)."""
-    for name, (env_id, _) in _REGISTRY.items():
-        if env_id in gym.registry:
-            continue
-        gym.register(
-            id=env_id,
-            entry_point="robometa.envs.meta_env:MetaEnv",
-            kwargs={"family": name},
-            max_episode_steps=family_class(name).horizon,
-        )
+    """Register every family's gymnasium id that gymnasium lacks (idempotent;
+    ``import robometa`` has done it already)."""
+    register_gymnasium_ids()
 
 
 __all__ = ["MetaEnv", "register_envs"]

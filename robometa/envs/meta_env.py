@@ -33,8 +33,6 @@ import numpy as np
 from robometa.errors import RobometaError, choice_error
 from robometa.sim.batch_sim import BatchSim
 from robometa.tasks import Task, TaskFamily, make_family
-from robometa.viz.render import add_markers
-from robometa.viz.viewer import Viewer, require_display
 
 RENDER_MODES = ("human", "rgb_array")
 
@@ -68,6 +66,8 @@ class MetaEnv(gym.Env):
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise choice_error("render_mode", render_mode, RENDER_MODES)
         if render_mode == "human":
+            from robometa.viz.viewer import require_display
+
             require_display()
         self.render_mode = render_mode
         lay = self.family.layout
@@ -156,6 +156,8 @@ class MetaEnv(gym.Env):
             return None
         model, data = self._sim.data_for(0)
         if self.render_mode == "rgb_array":
+            from robometa.viz.render import add_markers
+
             if self._renderer is None:
                 self._renderer = mujoco.Renderer(model, self._height, self._width)
             self._renderer.update_scene(data, camera=self._camera_id(model))
@@ -172,6 +174,8 @@ class MetaEnv(gym.Env):
         return 0 if model.ncam > 0 else -1
 
     def _render_human(self, model, data):
+        from robometa.viz.viewer import Viewer
+
         if self._viewer is None:
             self._viewer = Viewer(model, show_ui=True)
         state = self._sim.state[0]

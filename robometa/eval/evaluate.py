@@ -21,14 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from robometa.algos.base import Algorithm
+from robometa.configs.train import TrainConfig
 from robometa.errors import RobometaError, choice_error
 from robometa.eval import baselines as bl
 from robometa.eval.protocol import MethodResult, write_report
+from robometa.runs import RunDir
 from robometa.tasks.base import Task, TaskFamily
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("no-adapt", "multitask", "ppo-scratch", "expert")
+BASELINES = tuple(bl.BASELINES)  # every baseline's name; what each needs: bl.BASELINES[name]
 DEFAULT_BASELINES = ("no-adapt", "expert")
 CHECKPOINTS = ("best", "latest")
 
@@ -38,9 +41,9 @@ class LoadedRun:
     """A run directory brought back to life: its config, family and trained learner."""
 
     path: Path
-    config: Any  # TrainConfig
-    family: Any  # TaskFamily
-    algo: Any  # Algorithm
+    config: TrainConfig
+    family: TaskFamily  # built with the run's family_options
+    algo: Algorithm  # holding the checkpoint's state
     checkpoint: str  # "best" | "latest": the file it was loaded from
     iteration: int  # meta-iterations the checkpoint had trained
     selection: dict[str, Any]  # how the checkpoint was chosen (see selection_record)
@@ -63,10 +66,9 @@ class LoadedRun:
         return {"iterations": self.iteration, "env_steps": self.env_steps, "seconds": seconds}
 
 
-def open_run(run_dir: str | Path) -> tuple[Any, Any]:
+def open_run(run_dir: str | Path) -> tuple[RunDir, TrainConfig]:
     """A run directory's paths (:class:`RunDir`) and resolved config; writes nothing."""
     from robometa.configs import build_config, read_yaml
-    from robometa.runs import RunDir
 
     run = RunDir(Path(run_dir))
     if not run.path.is_dir():
@@ -76,7 +78,7 @@ def open_run(run_dir: str | Path) -> tuple[Any, Any]:
     return run, build_config(read_yaml(run.config, "run config"))
 
 
-def selection_record(ckpt: dict[str, Any], name: str, config: Any) -> dict[str, Any]:
+def selection_record(ckpt: dict[str, Any], name: str, config: TrainConfig) -> dict[str, Any]:
     """How checkpoint ``name`` (``best`` | ``latest``) was chosen.
 
     ``{"rule": "latest", "iteration"}``, or ``{"rule": "best", "split", "metric",
@@ -135,12 +137,11 @@ def load_run(
     """
     from robometa.algos import make_algorithm
     from robometa.runs import load_checkpoint
-    from robometa.tasks import make_family
 
     if checkpoint is not None and checkpoint not in CHECKPOINTS:
         raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
     run, config = open_run(run_dir)
-    family = make_family(config.family)
+    family = config.build_family()
     if tasks is None:
         family.check_split(split)
         tasks = family.split_tasks(split, seed=config.split_seed, n=config.eval_tasks)
@@ -216,7 +217,7 @@ def read_tasks_file(path: str | Path, family: TaskFamily) -> list[Task]:
     return tasks
 
 
-def held_out_tasks(config: Any, family: TaskFamily, split: str, n_tasks: int | None) -> list[Task]:
+def held_out_tasks(config: TrainConfig, family: TaskFamily, split: str, n_tasks: int | None) -> list[Task]:
     """The first ``n_tasks`` (default: the run's ``eval_tasks``) tasks of ``split``, of the run's split seed."""
     family.check_split(split)
     n = config.eval_tasks if n_tasks is None else int(n_tasks)
@@ -228,29 +229,23 @@ def held_out_tasks(config: Any, family: TaskFamily, split: str, n_tasks: int | N
 def learner_result(
     loaded: LoadedRun, tasks: Sequence[Task], steps: int, seeds: Sequence[int]
 ) -> MethodResult:
-    """The trained learner's adaptation data on ``tasks`` for every seed."""
-    per_seed_r, per_seed_s = [], []
-    episodes = 1
-    x = "adapt_step"
-    recorded = None
-    for seed in seeds:
-        # The first seed's episodes are recorded as physics states, for exact replay.
-        data = loaded.algo.adaptation_data(tasks, steps, seed=int(seed), record_states=recorded is None)
-        if recorded is None:
-            recorded = {"states": np.asarray(data["states"]), "rewards": np.asarray(data["rewards"])}
-        per_seed_r.append(np.asarray(data["returns"], dtype=np.float64))
-        if data.get("success") is not None:
-            per_seed_s.append(np.asarray(data["success"], dtype=np.float64))
-        episodes = int(data["episodes_per_step"])
-        x = data["x"]
+    """The trained learner's adaptation data on ``tasks`` for every evaluation seed:
+    the adaptation protocol the trainer's periodic evaluation runs too
+    (``algo.adaptation_data``), so the same checkpoint, tasks and seed give its numbers.
+    The first seed's episodes are recorded as physics states, for exact replay."""
+    runs = [
+        loaded.algo.adaptation_data(tasks, steps, seed=int(seed), record_states=i == 0)
+        for i, seed in enumerate(seeds)
+    ]
+    first = runs[0]
     return MethodResult(
         name=loaded.config.algo,
-        x=x,
-        returns=np.stack(per_seed_r),
-        success=np.stack(per_seed_s) if per_seed_s else None,
-        episodes_per_step=episodes,
+        x=first.x,
+        returns=np.stack([d.returns for d in runs]),
+        success=None if first.success is None else np.stack([d.success for d in runs]),
+        episodes_per_step=first.episodes_per_step,
         notes=loaded.checkpoint_info(),
-        recorded=recorded,
+        recorded={"states": first.states, "rewards": first.rewards},
     )
 
 
@@ -282,11 +277,10 @@ def multitask_result(
     from robometa.configs import config_to_dict
     from robometa.trainer import Trainer
 
-    if first.config.algo not in ("maml-trpo", "maml-ppo"):
-        raise RobometaError(
-            f"the multitask baseline fine-tunes with gradient steps; it needs a MAML run, not {first.config.algo}"
-        )
-    params = dataclasses.replace(first.config.algo_params, inner_steps=0, learn_inner_lr=False)
+    why_not = bl.BASELINES["multitask"].why_not(first.family, first.algo)
+    if why_not is not None:
+        raise RobometaError(f"the multitask baseline cannot be measured: {why_not}")
+    params = first.algo.multitask_config()
     by_val = first.selection.get("rule") == "best" and first.selection.get("split") == "val"
     # Evaluation only ever reads what training wrote, so eval_every changes no weight.
     eval_every = first.config.eval_every if by_val else 0
@@ -321,12 +315,52 @@ def multitask_result(
             )
 
     trainer.train(callback=tick)
-    # Fine-tuning uses the evaluated run's inner step size (learned ones are not transferable).
     mt = load_run(path, "best" if by_val else "latest", split=split, tasks=tasks)
-    result = learner_result(mt, tasks, steps, seeds)
+    # A fair fine-tuned baseline: its step size is chosen on validation tasks, as the
+    # meta-learner's settings are, not borrowed from a learner that was meta-trained for it.
+    lr, scores = first.config.algo_params.inner_lr, {}
+    if steps > 0 and split != "val":
+        if progress is not None:
+            progress(f"multi-task baseline: choosing its fine-tuning step size on {len(tasks)} val tasks")
+        val = mt.family.split_tasks("val", seed=mt.config.split_seed, n=len(tasks))
+        for factor in FINE_TUNE_LR_FACTORS:
+            candidate = _with_inner_lr(mt, first.config.algo_params.inner_lr * factor)
+            data = candidate.algo.adaptation_data(val, steps, seed=VAL_SELECTION_SEED)
+            scores[candidate.config.algo_params.inner_lr] = float(data.returns[:, 1:].mean())
+        lr = max(scores, key=scores.get)
+    result = learner_result(_with_inner_lr(mt, lr), tasks, steps, seeds)
     result.name = "multi-task + fine-tune"
-    result.notes = {**mt.checkpoint_info(), "iterations": cfg.iterations, "rule_of": str(first.path)}
+    result.notes = {
+        **mt.checkpoint_info(),
+        "iterations": cfg.iterations,
+        "rule_of": str(first.path),
+        "fine_tune_lr": lr,
+        "fine_tune_lr_rule": "chosen on val (mean return over steps 1..K)"
+        if scores
+        else "the run's inner_lr",
+        "fine_tune_lr_val_returns": {f"{k:g}": v for k, v in scores.items()},
+    }
     return result
+
+
+# Fine-tuning step sizes the multi-task baseline tries on val, relative to the run's inner_lr.
+FINE_TUNE_LR_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)
+VAL_SELECTION_SEED = 7_000_001  # its own stream: the evaluation seeds are not reused
+
+
+def _with_inner_lr(loaded: LoadedRun, lr: float) -> LoadedRun:
+    """The same trained weights with another fine-tuning step size."""
+    import dataclasses
+
+    from robometa.algos import make_algorithm
+
+    if lr == loaded.config.algo_params.inner_lr:
+        return loaded
+    params = dataclasses.replace(loaded.config.algo_params, inner_lr=lr)
+    config = dataclasses.replace(loaded.config, algo_params=params)
+    algo = make_algorithm(config.algo, loaded.family, params, loaded.algo.device, config.seed)
+    algo.load_state_dict(loaded.algo.state_dict())
+    return dataclasses.replace(loaded, config=config, algo=algo)
 
 
 def _duration(seconds: float) -> str:
@@ -379,12 +413,10 @@ def evaluate(
         raise RobometaError("--seeds needs at least one seed")
     if checkpoint is not None and checkpoint not in CHECKPOINTS:
         raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
-    from robometa.tasks import make_family
-
     # The tasks: the first run's fixed list of the split (or the user's file); every
     # run's checkpoint is checked against them.
     config0 = open_run(run_dirs[0])[1]
-    family0 = make_family(config0.family)
+    family0 = config0.build_family()
     if tasks_file is not None:
         if n_tasks is not None:
             raise RobometaError("give --tasks N (of a split) or --tasks-file FILE, not both")
@@ -439,7 +471,7 @@ def evaluate(
     }
     # Baselines share the first run's protocol (tasks, steps, episodes, horizon). One
     # that cannot be measured here is left out with the reason, never silently.
-    skipped: dict[str, str] = {}
+    skipped = {b: why for b in baselines if (why := bl.BASELINES[b].why_not(first.family, first.algo))}
     if "no-adapt" in baselines:
         # The meta-trained policy before any experience of the task, held flat: step 0
         # of a gradient learner, episode 1 (fresh memory) of a memory learner.
@@ -447,15 +479,9 @@ def evaluate(
         flat_s = None if main.success is None else np.repeat(main.success[:, :, :1], steps + 1, axis=2)
         notes = {"from": "step 0 of " + main.name, "training": main.notes.get("training")}
         methods.append(MethodResult("no adaptation", main.x, flat_r, flat_s, episodes, notes))
-    if "multitask" in baselines:
-        if main.x != "adapt_step":
-            skipped["multitask"] = (
-                f"it fine-tunes with gradient steps, and the first run ({first.config.algo}) adapts by memory; "
-                "put a MAML run first to compare with it"
-            )
-        else:
-            say("multi-task baseline: checking the cache")
-            methods.append(multitask_result(first, tasks, steps, seeds, cache, split, progress))
+    if "multitask" in baselines and "multitask" not in skipped:
+        say("multi-task baseline: checking the cache")
+        methods.append(multitask_result(first, tasks, steps, seeds, cache, split, progress))
     if "ppo-scratch" in baselines:
         say(f"PPO from scratch (stable-baselines3) on {len(tasks)} tasks x {len(seeds)} seed(s)")
         res = bl.cached(
@@ -481,27 +507,24 @@ def evaluate(
                 },
             )
         )
-    if "expert" in baselines:
-        if bl.expert_for(first.family) is None:
-            skipped["expert"] = f"{first.family.name} has no scripted expert (the manipulation families do)"
-        else:
-            say("scripted expert")
-            res = bl.cached(
-                cache,
-                "expert",
-                settings,
-                lambda: bl.scripted_expert(first.family, tasks, steps, episodes, horizon, seeds),
+    if "expert" in baselines and "expert" not in skipped:
+        say("scripted expert")
+        res = bl.cached(
+            cache,
+            "expert",
+            settings,
+            lambda: bl.scripted_expert(first.family, tasks, steps, episodes, horizon, seeds),
+        )
+        methods.append(
+            MethodResult(
+                "scripted expert",
+                main.x,
+                res["returns"],
+                res.get("success"),
+                episodes,
+                {"training": None, "horizon": horizon},
             )
-            methods.append(
-                MethodResult(
-                    "scripted expert",
-                    main.x,
-                    res["returns"],
-                    res.get("success"),
-                    episodes,
-                    {"training": None, "horizon": horizon},
-                )
-            )
+        )
     for b, why in skipped.items():
         log.info("baseline %s left out: %s", b, why)
     if name is None:
@@ -524,16 +547,20 @@ def evaluate(
     )
     say("writing the report")
     summary = write_report(out, methods, settings, tasks, title)
-    save_states(out / STATES_FILE, main, first.config.family, seeds[0])
+    save_states(out / STATES_FILE, main, first.config.family, seeds[0], first.config.family_options)
     return out, summary
 
 
 STATES_FILE = "states.npz"
 
 
-def save_states(path: Path, method: MethodResult, family: str, seed: int) -> None:
-    """The recorded episodes of the evaluated learner: what ``replay --from-eval`` shows."""
+def save_states(
+    path: Path, method: MethodResult, family: str, seed: int, family_options: dict[str, Any] | None = None
+) -> None:
+    """The recorded episodes of the evaluated learner: what ``replay --from-eval`` shows
+    (with the family's name and options, to rebuild the family they were recorded on)."""
     import io
+    import json
 
     from robometa.runs import atomic_write_bytes
 
@@ -544,6 +571,7 @@ def save_states(path: Path, method: MethodResult, family: str, seed: int) -> Non
         rewards=method.recorded["rewards"],  # (K+1, M, T)
         x=np.array(method.x),
         family=np.array(family),
+        family_options=np.array(json.dumps(family_options or {}, sort_keys=True)),
         seed=np.array(seed),
     )
     atomic_write_bytes(path, buf.getvalue())

@@ -1,16 +1,18 @@
-"""The adaptation protocol on held-out tasks, and the reports it writes.
+"""The reports of the adaptation protocol on held-out tasks.
 
-For every evaluation seed, the learner adapts to each task of the split and we
-record the return (and success) after each amount of experience: step 0 is before
-any adaptation; step k is after k gradient steps (MAML) or in episode k+1 of a trial
-(RL²). Per step we aggregate over tasks and seeds (mean, IQM, 95% bootstrap CI,
+For every evaluation seed, the learner adapts to each task of the split
+(:meth:`robometa.algos.Algorithm.adaptation_data`, the protocol the trainer's
+periodic evaluation runs too) and we record the return (and success) after each
+amount of experience: step 0 is before any adaptation; step k is after k gradient
+steps (MAML) or in episode k+1 of a trial (RL²) (:mod:`robometa.tags`). Per step we aggregate over tasks and seeds (mean, IQM, 95% bootstrap CI,
 stratified by seed) and write ``eval/<name>/`` inside the run directory:
 
 * ``summary.json`` — settings, the aggregated curve of every method, per-task data;
 * ``curves.csv``   — one row per (method, step): mean, IQM, CI, success;
 * ``per_task.csv`` — one row per (method, seed, task, step);
 * ``curves.png``   — the adaptation curves of all methods on one chart;
-* TensorBoard scalars ``eval/<method>/return/step_k`` in the same directory.
+* TensorBoard scalars ``eval/<method>/return/step`` (and ``.../success/step``),
+  indexed by step, in the same directory.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ import numpy as np
 
 from robometa.eval.stats import summarize
 from robometa.runs import atomic_write_text
+from robometa.tags import AXIS_TITLES, eval_tag
 
 log = logging.getLogger(__name__)
 
-X_LABELS = {"adapt_step": "adaptation step", "episode": "episode of the trial"}
+X_LABELS = AXIS_TITLES
 
 
 @dataclass
@@ -191,6 +194,6 @@ def _write_tensorboard(out_dir: Path, aggregated: dict[str, list[dict[str, Any]]
     with SummaryWriter(str(out_dir)) as w:
         for name, rows in aggregated.items():
             for r in rows:
-                w.add_scalar(f"eval/{name}/return/step", r["mean"], r["step"])
+                w.add_scalar(eval_tag(name), r["mean"], r["step"])
                 if "success_mean" in r:
-                    w.add_scalar(f"eval/{name}/success/step", r["success_mean"], r["step"])
+                    w.add_scalar(eval_tag(name, "success"), r["success_mean"], r["step"])

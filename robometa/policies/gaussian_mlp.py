@@ -6,7 +6,9 @@ deviation is a state-independent parameter vector. Every forward can run with th
 module's own parameters or with an explicit parameter dict through
 ``torch.func.functional_call``, so MAML can differentiate through adapted weights;
 with per-task parameter dicts (leading task axis) every layer is one batched matrix
-product over the tasks, so one call serves a whole meta-batch.
+product over the tasks, so one call serves a whole meta-batch. Those products may run
+in bfloat16 (``matmul_dtype``), which CPUs with AMX and GPUs compute several times
+faster than float32.
 """
 
 from __future__ import annotations
@@ -64,38 +66,75 @@ class GaussianMLPPolicy(nn.Module):
         return self.mean(obs), self.log_std
 
     def mean_log_std(
-        self, obs: Tensor, params: Params | None = None, per_task: bool = False
+        self,
+        obs: Tensor,
+        params: Params | None = None,
+        per_task: bool = False,
+        matmul_dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Mean ``(..., act_dim)`` and log-std broadcastable to it.
 
         ``params=None`` uses the module's parameters. ``per_task=True`` means every
-        tensor in ``params`` has a leading task axis M matching ``obs: (M, ...)``.
+        tensor in ``params`` has a leading task axis M matching ``obs: (M, ...)``;
+        only then may ``matmul_dtype`` (e.g. ``torch.bfloat16``) set the precision of
+        the layers' matrix products (see :meth:`_per_task_forward`).
         """
+        if matmul_dtype is not None and not (per_task and params is not None):
+            raise ValueError("matmul_dtype needs per-task params")
         if params is None:
             return self(obs)
         if per_task:
-            return self._per_task_forward(obs, params)
+            return self._per_task_forward(obs, params, matmul_dtype)
         return functional_call(self, dict(params), (obs,))
 
-    def _per_task_forward(self, obs: Tensor, params: Params) -> tuple[Tensor, Tensor]:
+    def _per_task_forward(
+        self, obs: Tensor, params: Params, matmul_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The MLP with per-task weights: one ``baddbmm`` per layer over the task axis.
 
         Equal to ``vmap(functional_call)`` over tasks, but the bias add is fused into
         the batched matrix product, which saves a pass over every activation tensor
         in the forward and in each (higher-order) backward (a second-order
         meta-gradient at the paper's batch sizes: 3.1-3.3 s against 3.4-3.5 s).
+
+        With ``matmul_dtype`` every product (and, through autograd, every product of
+        the backward passes) takes its inputs rounded to that dtype and accumulates
+        in float32; its output, rounded to ``matmul_dtype``, is cast back to the
+        dtype of ``obs`` before the activation, so only the products lose precision
+        (bfloat16: 8 significant bits, relative rounding error 2^-9 per value).
         """
         M = obs.shape[0]
         x = obs.reshape(M, -1, obs.shape[-1])
         for i, layer in enumerate(self.mean):
             if isinstance(layer, nn.Linear):
                 w, b = params[f"mean.{i}.weight"], params[f"mean.{i}.bias"]
-                x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+                if matmul_dtype is None:
+                    x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+                else:
+                    low = torch.baddbmm(
+                        b.unsqueeze(1).to(matmul_dtype),
+                        x.to(matmul_dtype),
+                        w.transpose(1, 2).to(matmul_dtype),
+                    )
+                    x = low.to(obs.dtype)
             else:
                 x = layer(x)
         mean = x.reshape(*obs.shape[:-1], x.shape[-1])
         log_std = params["log_std"]
         return mean, log_std.view(M, *([1] * (mean.dim() - 2)), -1)
+
+    def log_prob(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        params: Params | None = None,
+        per_task: bool = False,
+        matmul_dtype: torch.dtype | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``log pi(actions | obs)`` ``(...)``, with the mean ``(..., act_dim)`` and the
+        log-std (broadcastable to it) it came from; arguments as in :meth:`mean_log_std`."""
+        mean, log_std = self.mean_log_std(obs, params, per_task, matmul_dtype)
+        return gaussian_log_prob(actions, mean, log_std), mean, log_std
 
     def distribution(self, obs: Tensor, params: Params | None = None, per_task: bool = False) -> Independent:
         """The action distribution at ``obs`` (see :meth:`mean_log_std` for ``params``)."""
@@ -129,6 +168,19 @@ class GaussianMLPPolicy(nn.Module):
             action = mean + log_std.exp() * noise
             log_prob = (-0.5 * noise.square() - log_std - _HALF_LOG_2PI).sum(-1)
             return action, log_prob
+
+
+def gaussian_log_prob(actions: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """``log N(actions; mean, diag(exp(log_std))^2)``: ``(..., act_dim)`` -> ``(...)``.
+
+    ``log_std`` broadcasts against ``mean`` (``(M, 1, 1, act_dim)`` for per-task
+    weights), so its terms cost one value per task, not one per step: the learner's
+    forward and backward passes touch every ``(..., act_dim)`` tensor fewer times
+    than ``Normal(mean, std.expand_as(mean)).log_prob``, which builds ``std``,
+    ``std**2`` and ``log(std)`` at full size.
+    """
+    z = (actions - mean) * torch.exp(-log_std)
+    return -0.5 * (z * z).sum(-1) - (log_std.sum(-1) + mean.shape[-1] * _HALF_LOG_2PI)
 
 
 class BoundActor:

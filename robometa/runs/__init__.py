@@ -1,10 +1,21 @@
-"""Run directories: resolved config, TensorBoard events, atomic checkpoints, resume."""
+"""Run directories: resolved config, TensorBoard events, atomic checkpoints, resume.
 
-from robometa.runs.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+Files and names only: nothing here knows a learner or draws a picture.
+"""
+
+from robometa.runs.checkpoint import (
+    FORMAT_VERSION,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
 from robometa.runs.run_dir import RunDir, check_new, check_resumable, default_run_path
-from robometa.runs.writer import RunWriter, curve_scalars, curve_tag, custom_scalars_layout
+from robometa.runs.writer import RunWriter
+from robometa.tags import curve_scalars, curve_tag, custom_scalars_layout
 
 __all__ = [
+    "FORMAT_VERSION",
     "RunDir",
     "RunWriter",
     "atomic_write_bytes",

@@ -255,6 +255,8 @@ class TaskFamily(ABC):
     validation: ClassVar[str] = "drawn like train (the training region), on a seed stream of its own"
     # False for families whose whole task space is the training region (nothing held out).
     has_heldout: ClassVar[bool] = True
+    # True for families with a scripted expert (:meth:`expert_action`): the evaluation baseline.
+    has_expert: ClassVar[bool] = False
     # Per-axis held-out splits, name -> what it holds out, for families whose test split
     # changes several things at once (e.g. "test-objects": new objects, training goals).
     axis_splits: ClassVar[dict[str, str]] = {}
@@ -432,6 +434,11 @@ class TaskFamily(ABC):
     def success(self, state: np.ndarray, sensordata: np.ndarray, params: np.ndarray) -> np.ndarray:
         """``(B,)`` bool; only meaningful where ``has_success``."""
         return np.zeros(state.shape[0], dtype=bool)
+
+    def expert_action(self, state: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """The scripted expert's actions ``(B, act_dim)`` for states ``(B, nstate)`` and task
+        parameters ``(B, P)``; only families with :attr:`has_expert` have one."""
+        raise NotImplementedError(f"{self.name} has no scripted expert")
 
     def markers(self, task: Task, state: np.ndarray) -> list[Marker]:
         """What to draw for ``task`` at one state row ``(nstate,)``: goals, targets."""

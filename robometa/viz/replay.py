@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from robometa.algos.base import Algorithm
 from robometa.errors import RobometaError
+from robometa.tags import experience
 from robometa.tasks.base import Task, TaskFamily
 
 
@@ -39,25 +41,27 @@ def pick_task(family: TaskFamily, split: str, index: int, split_seed: int) -> Ta
     return family.split_tasks(split, seed=split_seed)[index]
 
 
-def record(loaded, task: Task, steps: int, seed: int = 0) -> Recording:
-    """Adapt the loaded learner to ``task`` and record its first episode at step 0 and step ``steps``."""
+def _labels(x: str, steps: int) -> tuple[list[int], list[str]]:
+    """The steps shown (0, and ``steps`` when it is not 0) and their captions."""
+    if steps == 0:
+        return [0], ["before adaptation"]
+    return [0, steps], ["before adaptation", f"after {experience(x, steps)}"]
+
+
+def record(learner: Algorithm, task: Task, steps: int, seed: int = 0) -> Recording:
+    """Adapt ``learner`` to ``task`` (the adaptation protocol, evaluation seed ``seed``)
+    and record its episode at step 0 and at step ``steps``."""
     if steps < 0:
         raise RobometaError(f"--adapt-steps must be >= 0, got {steps}")
-    data = loaded.algo.adaptation_data([task], steps, seed=seed, record_states=True)
-    states = np.asarray(data["states"])  # (K+1, M=1, T+1, nstate)
-    rewards = np.asarray(data["rewards"])  # (K+1, 1, T)
-    unit = "adaptation step" if data["x"] == "adapt_step" else "episode"
-    picks = [0, steps] if steps > 0 else [0]
-    labels = ["before adaptation"] + (
-        [f"after {steps} {unit}{'s' if steps > 1 else ''}"] if steps > 0 else []
-    )
-    fam = loaded.family
+    data = learner.adaptation_data([task], steps, seed=seed, record_states=True)
+    picks, labels = _labels(data.x, steps)
+    fam = learner.family
     return Recording(
         family=fam,
         task=task,
         labels=labels,
-        states=[states[k, 0] for k in picks],
-        rewards=[rewards[k, 0] for k in picks],
+        states=[data.states[k, 0] for k in picks],  # (T+1, nstate) each
+        rewards=[data.rewards[k, 0] for k in picks],  # (T,) each
         dt=fam.layout.dt,
     )
 
@@ -79,7 +83,9 @@ def from_evaluation(eval_dir: str | Path, index: int, steps: int | None = None) 
             f"{str(eval_dir)!r} holds no recorded states ({path.name}); run robometa evaluate first"
         )
     data = np.load(path)
-    family = make_family(str(data["family"]))
+    # the evaluated run's family options (absent in evaluations from before they existed)
+    options = json.loads(str(data["family_options"])) if "family_options" in data else {}
+    family = make_family(str(data["family"]), **options)
     tasks = json.loads((eval_dir / "summary.json").read_text())["tasks"]
     states, rewards = data["states"], data["rewards"]
     last = states.shape[0] - 1
@@ -88,11 +94,7 @@ def from_evaluation(eval_dir: str | Path, index: int, steps: int | None = None) 
     steps = last if steps is None else steps
     if not 0 <= steps <= last:
         raise RobometaError(f"--adapt-steps {steps} was not evaluated; valid: 0..{last}")
-    unit = "adaptation step" if str(data["x"]) == "adapt_step" else "episode"
-    picks = [0, steps] if steps > 0 else [0]
-    labels = ["before adaptation"] + (
-        [f"after {steps} {unit}{'s' if steps > 1 else ''}"] if steps > 0 else []
-    )
+    picks, labels = _labels(str(data["x"]), steps)
     return Recording(
         family=family,
         task=family.task_from_dict(tasks[index]),

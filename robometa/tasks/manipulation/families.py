@@ -190,6 +190,7 @@ class ManipFamily(TaskFamily):
     frame_skip = 5  # 0.002 s physics steps -> 0.01 s control steps
     horizon = 200
     has_success = True
+    has_expert = True  # robometa.tasks.manipulation.experts
     n_train = 50
     n_val = 20
     n_test = 20
@@ -218,6 +219,11 @@ class ManipFamily(TaskFamily):
     def sample_tasks(self, n, rng, split="train"):
         spec = self.splits[split if split in self.axis_splits else split_region(split)]
         return [self._sample_task(rng, spec) for _ in range(n)]
+
+    def expert_action(self, state: np.ndarray, params: np.ndarray) -> np.ndarray:
+        from robometa.tasks.manipulation.experts import expert_action  # it builds on this module
+
+        return expert_action(self, state, params)
 
     def _in_training_region(self, task: ManipTask) -> bool:
         return self.splits["train"].contains(task)

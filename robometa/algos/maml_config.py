@@ -1,0 +1,141 @@
+"""Settings of the MAML learners (Finn et al., 2017) with a TRPO or PPO outer loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MAMLConfig:
+    """What MAML-TRPO and MAML-PPO share: sampling, inner loop, policy, advantages."""
+
+    meta_batch_size: int = 20
+    """Tasks per meta-iteration (the MAML paper: 40)."""
+    episodes_per_task: int = 10
+    """Episodes per task for every adaptation step and for the post-update batch (paper: 20)."""
+    horizon: int | None = None
+    """Steps per episode; ``null`` uses the family's horizon (cheetah: 200)."""
+    inner_steps: int = 1
+    """K: policy-gradient steps of the inner loop during training (0: no meta-learning,
+    plain multi-task training of one policy; the multi-task baseline of evaluation)."""
+    inner_lr: float = 0.1
+    """alpha: inner-loop step size (paper: 0.1)."""
+    learn_inner_lr: bool = False
+    """Learn one inner step size per policy weight (Meta-SGD, Li et al., 2017)."""
+    first_order: bool = False
+    """Drop the second-order terms of the meta-gradient (first-order MAML)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1.0: Monte-Carlo returns minus the baseline, as in the MAML code)."""
+    hidden: tuple[int, ...] = (100, 100)
+    """Hidden layer widths of the Gaussian MLP policy (paper: 2 x 100)."""
+    activation: str = "tanh"
+    """Hidden activation: tanh | relu | elu (the MAML paper used relu; tanh is the
+    default the README's results were measured with)."""
+    init_std: float = 1.0
+    """Initial action standard deviation."""
+    compile_learner: bool = False
+    """Compile the meta-objective (inner steps + surrogate, and its backward: the
+    meta-gradient; the line search's and PPO's evaluations) with ``torch.compile``,
+    which fuses its elementwise work. Needs a C++ compiler on a CPU (triton on a
+    GPU), else the learner runs uncompiled and the log says why. Same maths as
+    uncompiled up to float32 rounding (meta-gradient within 1e-5 relative,
+    ``tests/test_maml_compile.py``); the first iterations pay the compilation, about
+    1-2 min per graph on a 2-core CPU (seconds once inductor's on-disk cache holds it)."""
+    matmul_precision: str = "float32"
+    """Precision of the matrix products of the meta-gradient, the line search and
+    PPO's evaluation: float32 | bfloat16 (inputs rounded to bfloat16, float32
+    accumulation; several times faster where the CPU has AMX or on a GPU). bfloat16
+    changes the numerics: the meta-gradient is within ~1% relative of float32
+    (tolerance 3e-2 in ``tests/test_maml_math.py``)."""
+
+    def validate(self) -> list[str]:
+        """Problems with the values, one line each (empty when fine)."""
+        out = []
+        if self.matmul_precision not in ("float32", "bfloat16"):
+            out.append(f"unknown matmul_precision {self.matmul_precision!r}; valid: float32, bfloat16")
+        for name in ("meta_batch_size", "episodes_per_task"):
+            if getattr(self, name) < 1:
+                out.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.inner_steps < 0:
+            out.append(f"inner_steps must be >= 0, got {self.inner_steps}")
+        if self.inner_steps == 0 and self.learn_inner_lr:
+            out.append("learn_inner_lr needs inner_steps >= 1 (with 0 inner steps no step size is used)")
+        if self.horizon is not None and self.horizon < 1:
+            out.append(f"horizon must be >= 1 or null, got {self.horizon}")
+        if not 0.0 <= self.gamma <= 1.0:
+            out.append(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            out.append(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        if self.init_std <= 0:
+            out.append(f"init_std must be > 0, got {self.init_std}")
+        if not self.hidden or min(self.hidden) < 1:
+            out.append(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
+        if self.activation not in ("tanh", "relu", "elu"):
+            out.append(f"unknown activation {self.activation!r}; valid: tanh, relu, elu")
+        return out
+
+
+@dataclass(frozen=True)
+class MAMLTRPOConfig(MAMLConfig):
+    """MAML with a TRPO meta-update; defaults are those of rllab's optimizer in the MAML code."""
+
+    max_kl: float = 0.01
+    """Trust-region size: mean KL between adapted policies before and after the update (paper: 0.01)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the natural-gradient direction."""
+    cg_damping: float = 1e-5
+    """Damping added to the Fisher-vector product."""
+    ls_backtrack_ratio: float = 0.8
+    """Line search: shrink factor per rejected candidate."""
+    ls_max_backtracks: int = 15
+    """Line search: candidates tried before giving up on the step."""
+    fisher_subsample: float = 1.0
+    """Fraction of the meta-batch's tasks whose KL defines the Fisher in the CG solve
+    (1.0: all). The gradient and the line search always use every task; a subsample
+    makes each Fisher-vector product cheaper (rllab's optimizer has the same knob)."""
+    fisher_precision: str = "float32"
+    """Precision of the matrix products of the Fisher-vector products: float32 |
+    bfloat16. The Fisher only sets the metric of the step (the meta-gradient, the
+    step's length along it and the line search's KL check are computed apart), so
+    its rounding moves the step's direction slightly, never past ``max_kl``."""
+
+    def validate(self) -> list[str]:
+        out = super().validate()
+        if self.fisher_precision not in ("float32", "bfloat16"):
+            out.append(f"unknown fisher_precision {self.fisher_precision!r}; valid: float32, bfloat16")
+        if self.max_kl <= 0:
+            out.append(f"max_kl must be > 0, got {self.max_kl}")
+        if self.cg_iters < 1 or self.ls_max_backtracks < 1:
+            out.append("cg_iters and ls_max_backtracks must be >= 1")
+        if not 0.0 < self.ls_backtrack_ratio < 1.0:
+            out.append(f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio}")
+        if not 0.0 < self.fisher_subsample <= 1.0:
+            out.append(f"fisher_subsample must be in (0, 1], got {self.fisher_subsample}")
+        if self.cg_damping < 0:
+            out.append(f"cg_damping must be >= 0, got {self.cg_damping}")
+        return out
+
+
+@dataclass(frozen=True)
+class MAMLPPOConfig(MAMLConfig):
+    """MAML with a clipped-surrogate (PPO) meta-update and ProMP's outer-loop settings
+    (Rothfuss et al., 2019); the inner loop is MAML's, not ProMP's LVC objective."""
+
+    clip_eps: float = 0.3
+    """Likelihood-ratio clip range of the outer objective (ProMP: 0.3)."""
+    ppo_epochs: int = 5
+    """Adam steps on the same post-adaptation batch per meta-iteration (ProMP: 5)."""
+    outer_lr: float = 1e-3
+    """Adam learning rate of the meta-update (ProMP: 1e-3)."""
+
+    def validate(self) -> list[str]:
+        out = super().validate()
+        if not 0.0 < self.clip_eps < 1.0:
+            out.append(f"clip_eps must be in (0, 1), got {self.clip_eps}")
+        if self.ppo_epochs < 1:
+            out.append(f"ppo_epochs must be >= 1, got {self.ppo_epochs}")
+        if self.outer_lr <= 0:
+            out.append(f"outer_lr must be > 0, got {self.outer_lr}")
+        return out
