@@ -79,8 +79,12 @@ print(json.dumps({"methods": sorted(summary["methods"]), "horizon": env.spec.max
 
 
 def test_readme_examples_are_short_and_work(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for block in (LEARNER, FAMILY):
         assert len(block.strip().splitlines()) <= 30
+        assert f"```python\n{block.lstrip(chr(10))}```" in readme  # the README shows exactly this
     script = tmp_path / "use.py"
     script.write_text(textwrap.dedent(LEARNER + FAMILY + USE))
     out = subprocess.run(
