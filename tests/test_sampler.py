@@ -131,10 +131,25 @@ def test_device_errors_name_the_choices():
             Sampler(fam, device="cuda")
 
 
-def test_batch_sim_is_used_with_one_group_per_signature():
-    fam = make_family("cheetah-vel")
-    sim = BatchSim(fam, fam.split_tasks("train", n=4))
-    assert len(sim._groups) == 1
+def test_one_sample_builds_one_simulator_with_one_group_per_model_signature(monkeypatch):
+    """All envs of a sample() share one batched simulator, one rollout group per size signature."""
+    from robometa.tasks.base import model_signature
+
+    built = []
+    init = BatchSim.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(BatchSim, "__init__", spy)
+    for name in ("reach", "cheetah-terrain"):
+        built.clear()
+        fam = make_family(name)
+        tasks = fam.split_tasks("train", n=4)
+        Sampler(fam, device="cpu", seed=0).sample(_policy(fam), tasks, 2, horizon=3)
+        assert len(built) == 1 and built[0].B == 8
+        assert len(built[0]._groups) == len({model_signature(fam.model(t)) for t in tasks})
 
 
 def test_terminated_envs_are_not_simulated_and_nothing_else_changes(monkeypatch):
