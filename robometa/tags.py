@@ -138,6 +138,7 @@ SCALARS: dict[str, str] = {
     # every built-in learner
     "sim/steps_per_s": "environment steps per second of sampling",
     "sim/instabilities": "episodes ended by a simulation blow-up",
+    "sim/worker_restarts": "sampling workers (Ray) that died and were replaced; their chunks were re-run",
     "time/sampling": "sampling episodes (s)",
     "time/outer": "the meta-update (s)",
     "time/learner_over_sampling": "learner time / sampling time",
@@ -147,7 +148,7 @@ SCALARS: dict[str, str] = {
     "train/grad_norm": "norm of the meta-gradient",
     # MAML (both outer loops)
     "time/inner": "MAML: inner-loop adaptation (s)",
-    "train/inner_lr": "MAML: mean inner step size (learned with learn_inner_lr)",
+    "train/inner_lr": "MAML, Reptile: mean inner step size (learned with learn_inner_lr; Meta-LSTM: mean input gate)",
     "loss/outer_before": "MAML: surrogate loss of the adapted policies before the meta-update",
     "loss/outer_after": "MAML: surrogate loss of the adapted policies after the meta-update",
     "time/outer_meta_gradient": "MAML: meta-gradients through the inner steps (s)",
@@ -160,6 +161,11 @@ SCALARS: dict[str, str] = {
     "train/line_search_accepted": "MAML-TRPO: 1 when the line search accepted a step",
     "train/line_search_step_fraction": "MAML-TRPO: fraction of the natural step taken",
     "train/line_search_backtracks": "MAML-TRPO: candidates rejected by the line search",
+    # Reptile
+    "train/outer_lr": "Reptile: outer step size epsilon of the iteration",
+    "train/update_norm": "Reptile: norm of the change of the meta-parameters",
+    # Meta-LSTM
+    "train/forget_gate": "Meta-LSTM: mean forget gate of the last inner step",
     # RL²
     "loss/policy": "RL²: clipped-surrogate policy loss",
     "loss/value": "RL²: value loss",

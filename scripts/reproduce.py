@@ -9,6 +9,7 @@ adapted return (steps >= 1) should beat the unadapted one (step 0).
     python scripts/reproduce.py                        # full protocol: 2 families x 3 seeds
     python scripts/reproduce.py --families cheetah-vel --seeds 0 --iterations 40
     python scripts/reproduce.py --algo maml-ppo --out reproduce.json
+    python scripts/reproduce.py --algo reptile --families cheetah-dir --seeds 0   # or --algo meta-lstm
     python scripts/reproduce.py --device cuda          # learner on a GPU
 
 Budget: about 5 to 8 minutes per run on an idle 2-core CPU, so 15 to 25 minutes

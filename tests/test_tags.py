@@ -19,6 +19,8 @@ TINY = {
     "maml-trpo": ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "cg_iters=3"],
     "maml-ppo": ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "ppo_epochs=1"],
     "rl2": ["meta_batch_size=2", "trials_per_task=1", "hidden=8", "ppo_epochs=1", "minibatches=1"],
+    "reptile": ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "inner_steps=1"],
+    "meta-lstm": ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "cg_iters=3"],
 }
 RUN = ["iterations=2", "eval_every=1", "eval_tasks=2", "eval_steps=1", "horizon=6", "device=cpu"]
 
@@ -35,7 +37,8 @@ def runs(tmp_path_factory):
     and an evaluation of the first one with both default baselines."""
     root = tmp_path_factory.mktemp("tags")
     out = {}
-    for algo, family in (("maml-trpo", "reach"), ("maml-ppo", "cheetah-vel"), ("rl2", "reach")):
+    learners = (("maml-trpo", "reach"), ("maml-ppo", "cheetah-vel"), ("rl2", "reach"))
+    for algo, family in (*learners, ("reptile", "cheetah-vel"), ("meta-lstm", "cheetah-vel")):
         cfg = resolve_config(algo=algo, family=family, overrides=[*TINY[algo], *RUN])
         Trainer.create(cfg, root / algo).train()
         out[algo] = root / algo

@@ -11,6 +11,7 @@ built-in ones (in the process that registered it).
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from robometa.algos.base import (
@@ -29,6 +30,8 @@ _REGISTRY: dict[str, tuple[type | str, type | str]] = {
     "maml-trpo": ("robometa.algos.maml_config:MAMLTRPOConfig", "robometa.algos.maml:MAML"),
     "maml-ppo": ("robometa.algos.maml_config:MAMLPPOConfig", "robometa.algos.maml:MAML"),
     "rl2": ("robometa.algos.rl2_config:RL2Config", "robometa.algos.rl2:RL2"),
+    "reptile": ("robometa.algos.reptile_config:ReptileConfig", "robometa.algos.reptile:Reptile"),
+    "meta-lstm": ("robometa.algos.meta_lstm_config:MetaLSTMConfig", "robometa.algos.meta_lstm:MetaLSTM"),
 }
 
 _NEEDED_CONFIG_FIELDS = ("meta_batch_size", "horizon")
@@ -88,9 +91,16 @@ def algorithm_class(name: str) -> type:
     return _load(_REGISTRY[name][1])
 
 
-def make_algorithm(name: str, family: Any, config: Any, device: Any = "cpu", seed: int = 0) -> Algorithm:
-    """Build an algorithm by name for a task family."""
-    algo = algorithm_class(name)(family, config, device=device, seed=seed)
+def make_algorithm(
+    name: str, family: Any, config: Any, device: Any = "cpu", seed: int = 0, backend: str = "batch"
+) -> Algorithm:
+    """Build an algorithm by name for a task family; ``backend``: the sampling backend
+    (:mod:`robometa.sampling.backends`), passed as ``backend=`` only when not the default."""
+    cls = algorithm_class(name)
+    extra = {} if backend == "batch" else {"backend": backend}
+    if extra and "backend" not in inspect.signature(cls).parameters:
+        raise RobometaError(f"algorithm {name!r} cannot sample on another backend than 'batch' (got {backend!r})")
+    algo = cls(family, config, device=device, seed=seed, **extra)
     if not isinstance(algo, Algorithm):  # a learner's bug, not a user's mistake
         members = set(Algorithm.__annotations__) | {m for m in vars(Algorithm) if not m.startswith("_")}
         missing = [m for m in members if not hasattr(algo, m)]
