@@ -140,11 +140,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.overrides = [*args.overrides, f"cell={args.cell}"]
     if args.log_video:  # shorthand for the override log_video=true
         args.overrides = [*args.overrides, "log_video=true"]
+    # --ray-* are shorthands for run settings that may also change on --resume
+    ray_flags = {
+        k: getattr(args, k)
+        for k in ("ray_address", "ray_workers", "ray_cpus_per_worker")
+        if getattr(args, k) is not None
+    }
     console = _console()
     if args.resume:
         given = [
             f
-            for f in ("algo", "family", "preset", "config", "seed", "run_dir")
+            for f in ("algo", "family", "preset", "config", "seed", "run_dir", "sampler")
             if getattr(args, f) is not None
         ]
         if given:
@@ -152,7 +158,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise RobometaError(f"{flag} cannot be combined with --resume (the run's config.yaml is used)")
         from robometa.configs import parse_overrides
 
-        changes = parse_overrides(args.overrides)
+        changes = {**parse_overrides(args.overrides), **ray_flags}
         if args.device is not None:
             changes["device"] = args.device
         done, planned = Trainer.check_resume(args.resume, changes)
@@ -173,6 +179,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from robometa.configs import resolve_config
         from robometa.runs import default_run_path
 
+        if args.sampler is not None:
+            args.overrides = [*args.overrides, f"sampler={args.sampler}"]
+        args.overrides += [f"{k}={json.dumps(v)}" for k, v in ray_flags.items()]  # JSON is YAML: quoted text
         cfg = resolve_config(
             algo=args.algo,
             preset=args.preset or "quick",
@@ -184,6 +193,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         from robometa.configs.loader import family_preset_path
 
+        if ray_flags and cfg.sampler != "ray":
+            flag = "--" + next(iter(ray_flags)).replace("_", "-")
+            raise RobometaError(f"{flag} goes with --sampler ray (this run samples locally)")
+        if cfg.sampler == "ray" and not cfg.sampler_chunks:
+            cfg = _with_ray_chunks(cfg)
         path = args.run_dir or default_run_path(cfg.algo, cfg.family)
         trainer = Trainer.create(cfg, path)
         preset = args.preset or "quick"
@@ -195,6 +209,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             highlight=False,
         )
     run_path = trainer.run.path
+    if trainer.config.sampler == "ray":
+        console.print(_ray_note(trainer.config), highlight=False)
     console.print(f"logs and checkpoints: {run_path}", highlight=False)
     console.print(f"watch it: tensorboard --logdir {run_path}", highlight=False)
     summary = _train_with_progress(trainer, console)
@@ -203,6 +219,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"tensorboard --logdir {run_path}   (resume: robometa train --resume {run_path})", highlight=False
     )
     return 0
+
+
+def _with_ray_chunks(cfg):
+    """``cfg`` with ``sampler_chunks`` set to the Ray workers it starts (one chunk per
+    worker), so that the run's config.yaml keeps its episodes whatever a resume runs on."""
+    import dataclasses
+
+    from robometa.sampling import ray_sampler
+    from robometa.sampling.backends import start_backend
+
+    start_backend(cfg.sampler_backend, cfg.ray_settings)
+    return dataclasses.replace(cfg, sampler_chunks=ray_sampler.runner().pool.size)
+
+
+def _ray_note(cfg) -> str:
+    """Where a ``sampler: ray`` run samples: workers, cluster, chunks."""
+    from robometa.sampling import ray_sampler
+
+    pool = ray_sampler.runner().pool
+    where = f"the Ray cluster at {cfg.ray_address}" if cfg.ray_address else "a local Ray runtime"
+    chunks = f"{cfg.sampler_chunks} chunks" if cfg.sampler_chunks else "one chunk per worker"
+    return f"sampling on {pool.size} workers of {where} ({pool.cpus:g} CPU each), {chunks} per request"
 
 
 def _horizon_note(trainer) -> str:
@@ -348,6 +386,29 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         "--log-video",
         action="store_true",
         help="at every evaluation, log a before|after adaptation video of a held-out task to TensorBoard",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("local", "ray"),
+        help="where episodes are sampled: local (this process, default) | ray (Ray workers, each running a "
+        "copy of the policy; pip install 'robometa[ray]'); a local Ray runtime unless --ray-address",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --sampler ray: join a running Ray cluster, auto | HOST:PORT of its head (`ray start --head`)",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="with --sampler ray: sampler workers (default: one per CPU)",
+    )
+    p.add_argument(
+        "--ray-cpus-per-worker",
+        type=float,
+        metavar="C",
+        help="with --sampler ray: CPUs per worker (default 1)",
     )
     p.set_defaults(func=_cmd_train)
 

@@ -55,12 +55,23 @@ from robometa.runs import (
     load_checkpoint,
     save_checkpoint,
 )
+from robometa.sampling.backends import start_backend
 from robometa.tags import curve_scalars, curve_tag
 
 log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change what was computed so far.
-RESUMABLE_CHANGES = ("iterations", "device", "log_video", "learner_threads")
+RESUMABLE_CHANGES = (
+    "iterations",
+    "device",
+    "log_video",
+    "learner_threads",
+    # where the Ray workers run and how many: the chunks, not the workers, fix the episodes
+    "ray_address",
+    "ray_workers",
+    "ray_cpus_per_worker",
+    "ray_timeout_s",
+)
 # Evaluation seed of the validation curve (added to the run's seed): the same episode
 # noise at every evaluation, so checkpoints are compared on common random numbers, and
 # apart from the test curve and `robometa evaluate` (seeds 0, 1, 2, ...).
@@ -96,7 +107,14 @@ class Trainer:
         self.run = run
         self.family = config.build_family()
         self.device = resolve_device(config.device)
-        self.algo = make_algorithm(config.algo, self.family, config.algo_params, self.device, config.seed)
+        self.algo = make_algorithm(
+            config.algo,
+            self.family,
+            config.algo_params,
+            self.device,
+            config.seed,
+            backend=start_backend(config.sampler_backend, config.ray_settings),
+        )
         self.algo.learner_threads = config.learner_threads  # learners without the setting ignore it
         self.task_rng = np.random.default_rng([config.seed, 0x7A5C])
         self.test_tasks = self.family.split_tasks("test", seed=config.split_seed, n=config.eval_tasks)

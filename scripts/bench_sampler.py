@@ -18,6 +18,22 @@ and the simulator share 2 cores).
     python scripts/bench_sampler.py --family cheetah-dir --out bench.json
     python scripts/bench_sampler.py --family all          # every registered family
     python scripts/bench_sampler.py --family cheetah-terrain --family-kwargs '{"height_scan": true}'
+
+``--sampler ray`` compares, on the same requests (M tasks x N episodes, each task with
+its own adapted weights, as MAML's post-adaptation sampling has them):
+
+  (b) the local Sampler (one chunk); (b') the local Sampler cut into as many chunks
+      as Ray's default gives each worker count (``batch/W``: what chunking alone costs);
+  (f) the ``ray`` backend with each of ``--ray-workers`` workers (the policy runs on
+      the workers), with its overhead per request: broadcast (serializing the actor
+      and putting it in the object store), the round trip beyond the slowest worker's
+      compute (scheduling, argument and result transfer), and the gather (putting the
+      columns in order);
+  (g) the ``ray-step`` backend (the policy stays here; every control step is a round
+      trip to the workers), with as many workers as the largest of (f).
+
+    python scripts/bench_sampler.py --sampler ray --ray-workers 1,2 --out bench_ray.json
+    python scripts/bench_sampler.py --sampler ray --tasks 40 --episodes 20   # MAML paper's request
 """
 
 from __future__ import annotations
@@ -154,6 +170,134 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     }
 
 
+def _per_task_actor(policy, M: int, seed: int):
+    """The policy with its own weights for each of M tasks (what MAML samples with after adapting)."""
+    from robometa.policies import BoundActor
+
+    gen = torch.Generator().manual_seed(seed)
+    params = {
+        k: v.detach().expand(M, *v.shape) + 0.01 * torch.randn(M, *v.shape, generator=gen)
+        for k, v in policy.named_parameters()
+    }
+    return BoundActor(policy, params, per_task=True)
+
+
+def _timed_samples(sampler, actor, tasks, episodes: int, horizon: int, repeats: int, after=None) -> dict:
+    """Best-of-``repeats`` env-steps/s of one request (after a small warm-up), and what
+    ``after()`` reports of each timed request (averaged)."""
+    sampler.sample(actor, tasks, 1, horizon=2)  # warm-up: threads, model caches, the workers' imports
+    best, extra = 0.0, []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        batch = sampler.sample(actor, tasks, episodes, horizon=horizon)
+        best = max(best, batch.env_steps / (time.perf_counter() - t0))
+        if after is not None:
+            extra.append(after())
+    out = {"steps_per_s": best}
+    if extra:
+        out.update({k: float(np.mean([e[k] for e in extra])) for k in extra[0]})
+    return out
+
+
+def bench_ray(name: str, args) -> dict:
+    """``--sampler ray``: local sampler vs the ``ray`` backend (1, 2, ... workers) vs ``ray-step``."""
+    from robometa.sampling import ray_sampler
+    from robometa.sim.ray_pool import RaySettings
+
+    family = make_family(name, **args.family_kwargs)
+    tasks = family.split_tasks("train", seed=args.seed, n=args.tasks)
+    if len(tasks) < args.tasks:
+        tasks = [tasks[i % len(tasks)] for i in range(args.tasks)]
+    horizon = args.horizon or family.horizon
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(family.obs_dim, family.layout.nu)
+    actor = _per_task_actor(policy, len(tasks), args.seed)
+    torch.set_num_threads(1)
+    rows: dict[str, dict] = {}
+
+    def run(label: str, backend: str, after=None) -> None:
+        sampler = Sampler(family, device="cpu", seed=args.seed, backend=backend)
+        rows[label] = _timed_samples(sampler, actor, tasks, args.episodes, horizon, args.repeats, after)
+        print(f"  {label:<28}{rows[label]['steps_per_s']:>12,.0f} env-steps/s", flush=True)
+
+    run("local", "batch")
+    workers = [int(w) for w in args.ray_workers.split(",")]
+    for w in workers:
+        if w > 1:  # Ray's default cuts a request into one chunk per worker: what that costs alone
+            run(f"local, {w} chunks", f"batch/{w}")
+    for w in workers:
+        t0 = time.perf_counter()
+        runner = ray_sampler.start(RaySettings(args.ray_address, workers=w))
+        rows.setdefault("startup_s", {})[str(w)] = time.perf_counter() - t0
+
+        def overhead(runner=runner) -> dict:
+            t = runner.timings
+            return {
+                "broadcast_s": t["broadcast"],
+                "round_trip_minus_worker_s": t["round_trip"] - t["worker"],
+                "gather_s": t["gather"],
+                "worker_s": t["worker"],
+            }
+
+        run(f"ray, {w} worker{'s' if w > 1 else ''}", "ray", overhead)
+    run(f"ray-step, {workers[-1]} workers", "ray-step")
+    # Latency floors, from a request of one env per worker (compute next to nothing):
+    # ray-step pays a round trip per control step, ray one per request.
+    tiny = tasks[: workers[-1]]
+    tiny_actor = _per_task_actor(policy, len(tiny), args.seed)
+    for label, backend in (("ray_step_s_per_control_step", "ray-step"), ("ray_s_per_request", "ray")):
+        sampler = Sampler(family, device="cpu", seed=args.seed, backend=backend)
+        sampler.sample(tiny_actor, tiny, 1, horizon=2)
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            sampler.sample(tiny_actor, tiny, 1, horizon=horizon)
+        seconds = (time.perf_counter() - t0) / args.repeats
+        rows.setdefault("latency", {})[label] = seconds / horizon if backend == "ray-step" else seconds
+    ray_sampler.shutdown()
+    local = rows["local"]["steps_per_s"]
+    return {
+        "family": name,
+        "family_kwargs": args.family_kwargs,
+        "tasks": len(tasks),
+        "episodes": args.episodes,
+        "horizon": horizon,
+        "env_steps_per_request": len(tasks) * args.episodes * horizon,
+        "ray_address": args.ray_address,
+        "results": rows,
+        "ratio_to_local": {k: v["steps_per_s"] / local for k, v in rows.items() if "steps_per_s" in v},
+    }
+
+
+def print_ray_table(report: dict) -> None:
+    print(
+        f"\n{report['family']}: {report['tasks']} tasks x {report['episodes']} episodes x {report['horizon']} "
+        f"steps = {report['env_steps_per_request']:,} env-steps per request (per-task weights)"
+    )
+    head = (
+        f"{'sampler':<26}{'env-steps/s':>12}{'vs local':>10}{'broadcast':>11}{'round trip':>12}{'gather':>9}"
+    )
+    print(head + "\n" + "-" * len(head))
+    for k, v in report["results"].items():
+        if "steps_per_s" not in v:
+            continue
+        cols = f"{k:<26}{v['steps_per_s']:>12,.0f}{v['steps_per_s'] / report['results']['local']['steps_per_s']:>9.2f}x"
+        if "broadcast_s" in v:
+            cols += (
+                f"{1e3 * v['broadcast_s']:>9.1f}ms{1e3 * v['round_trip_minus_worker_s']:>10.1f}ms"
+                f"{1e3 * v['gather_s']:>7.1f}ms"
+            )
+        print(cols)
+    lat = report["results"]["latency"]
+    print(
+        "round trip: the request's wall time on Ray beyond the slowest worker's own compute; "
+        "startup (s): " + ", ".join(f"{w} workers {s:.1f}" for w, s in report["results"]["startup_s"].items())
+    )
+    print(
+        f"one env per worker: ray-step {1e3 * lat['ray_step_s_per_control_step']:.2f} ms per control step, "
+        f"ray {1e3 * lat['ray_s_per_request']:.0f} ms per request of {report['horizon']} steps"
+    )
+
+
 def print_table(report: dict) -> None:
     ours = report["steps_per_s"]["robometa_sampler"]
     options = f" {json.dumps(report['family_kwargs'])}" if report["family_kwargs"] else ""
@@ -184,24 +328,43 @@ def main(argv=None) -> int:
         help="family options as a JSON object, e.g. '{\"height_scan\": true}'",
     )
     p.add_argument("--out", default="bench_sampler.json", help="JSON output path")
+    p.add_argument(
+        "--sampler",
+        choices=("local", "ray"),
+        default="local",
+        help="local: robometa against other vector envs; ray: the local sampler against Ray workers",
+    )
+    p.add_argument("--ray-workers", default="1,2", help="--sampler ray: worker counts to measure, e.g. 1,2,4")
+    p.add_argument(
+        "--ray-address", default=None, help="--sampler ray: join this cluster (default: a local runtime)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="--sampler ray: timed requests per sampler (best counts)"
+    )
     args = p.parse_args(argv)
     if not isinstance(args.family_kwargs, dict):
         p.error("--family-kwargs must be a JSON object")
     names = family_names() if args.family == "all" else [args.family]
+    bench, table = (bench_ray, print_ray_table) if args.sampler == "ray" else (bench_family, print_table)
     try:
-        reports = [bench_family(n, args) for n in names]
+        reports = [bench(n, args) for n in names]
     except RobometaError as exc:
         print(f"bench_sampler: error: {exc}", file=sys.stderr)
         return 2
     for r in reports:
-        print_table(r)
+        table(r)
     meta = {
         "machine": platform.platform(),
         "cpus": default_nthread(),
         "mujoco": mujoco.__version__,
         "torch": torch.__version__,
         "torch_threads_while_sampling": 1,
+        "sampler": args.sampler,
     }
+    if args.sampler == "ray":
+        import ray
+
+        meta["ray"] = ray.__version__
     Path(args.out).write_text(json.dumps({"meta": meta, "results": reports}, indent=2))
     print(f"\nwrote {args.out}")
     return 0

@@ -99,7 +99,9 @@ def make_algorithm(
     cls = algorithm_class(name)
     extra = {} if backend == "batch" else {"backend": backend}
     if extra and "backend" not in inspect.signature(cls).parameters:
-        raise RobometaError(f"algorithm {name!r} cannot sample on another backend than 'batch' (got {backend!r})")
+        raise RobometaError(
+            f"algorithm {name!r} cannot sample on another backend than 'batch' (got {backend!r})"
+        )
     algo = cls(family, config, device=device, seed=seed, **extra)
     if not isinstance(algo, Algorithm):  # a learner's bug, not a user's mistake
         members = set(Algorithm.__annotations__) | {m for m in vars(Algorithm) if not m.startswith("_")}

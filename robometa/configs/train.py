@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from robometa.sim.ray_pool import RaySettings
     from robometa.tasks import TaskFamily
+
+SAMPLERS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,27 @@ class TrainConfig:
     log_video: bool = False
     """At every evaluation, adapt to the first held-out task and log a before|after
     video of it to TensorBoard (``video/test_task_0``; rendered offscreen)."""
+    sampler: str = "local"
+    """Where episodes are sampled: ``local`` (this process, the policy on ``device``) or
+    ``ray`` (Ray workers, each running a CPU copy of the policy over its share of the
+    envs; ``pip install 'robometa[ray]'``)."""
+    sampler_chunks: int = 0
+    """Chunks every sampling request is cut into, each with its own seeds; the episodes
+    depend on it, never on how many workers run the chunks, so ``sampler: local`` with
+    the chunks of a ``ray`` run reproduces that run in one process. 0: the sampler's
+    default (local: 1, the whole batch; ray: one per worker, which ``robometa train``
+    writes here when a run starts, so that a resume with other workers samples alike)."""
+    ray_address: str | None = None
+    """``sampler: ray``: the cluster to join, ``auto`` or ``HOST:PORT`` of its head
+    (``ray start --head`` prints it); ``null``: start a local Ray runtime."""
+    ray_workers: int = 0
+    """``sampler: ray``: sampler workers; 0: as many as the runtime's CPUs hold."""
+    ray_cpus_per_worker: float = 1.0
+    """``sampler: ray``: CPUs each worker reserves (and steps MuJoCo with)."""
+    ray_timeout_s: float = 120.0
+    """``sampler: ray``: seconds to wait for a replacement when every worker was lost
+    before the run stops after its last checkpoint (and for new workers to start, at
+    least 60 s)."""
     algo_params: Any = field(default=None)
     """The algorithm's config dataclass (e.g. :class:`MAMLTRPOConfig`)."""
 
@@ -56,6 +80,22 @@ class TrainConfig:
         from robometa.tasks import make_family
 
         return make_family(self.family, **self.family_options)
+
+    @property
+    def sampler_backend(self) -> str:
+        """The sampling backend the learner gets (:mod:`robometa.sampling.backends`):
+        ``batch`` or ``ray``, with ``/sampler_chunks`` when that is set."""
+        base = "ray" if self.sampler == "ray" else "batch"
+        return f"{base}/{self.sampler_chunks}" if self.sampler_chunks else base
+
+    @property
+    def ray_settings(self) -> RaySettings | None:
+        """Where the Ray workers run (``None`` for ``sampler: local``)."""
+        from robometa.sim.ray_pool import RaySettings
+
+        if self.sampler != "ray":
+            return None
+        return RaySettings(self.ray_address, self.ray_workers, self.ray_cpus_per_worker, self.ray_timeout_s)
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
@@ -69,6 +109,12 @@ class TrainConfig:
             out.append(f"learner_threads must be >= 1, got {self.learner_threads}")
         if self.eval_tasks < 1 or self.eval_steps < 0:
             out.append("eval_tasks must be >= 1 and eval_steps >= 0")
+        if self.sampler not in SAMPLERS:
+            out.append(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if self.sampler_chunks < 0:
+            out.append(f"sampler_chunks must be >= 0, got {self.sampler_chunks}")
+        if self.sampler == "ray":
+            out += self.ray_settings.problems()
         if self.algo_params is not None and hasattr(self.algo_params, "validate"):
             out += self.algo_params.validate()
         return out

@@ -195,3 +195,10 @@ class BoundActor:
 
     def act(self, obs: Tensor, generator: torch.Generator | None = None, deterministic: bool = False):
         return self.policy.act(obs, generator, deterministic, self.params, self.per_task)
+
+    def for_tasks(self, start: int, stop: int) -> BoundActor:
+        """The actor of tasks ``start:stop`` of the batch (a sampling chunk's): per-task
+        weights sliced (views), shared weights as they are."""
+        if not self.per_task or self.params is None:
+            return self
+        return BoundActor(self.policy, {k: v[start:stop] for k, v in self.params.items()}, True)

@@ -17,12 +17,17 @@ limited to ``torch_threads`` (1 by default) and restored afterwards.
 Simulation blow-ups (MuJoCo's instability resets, see :mod:`robometa.sim.batch_sim`)
 end their episode with reward 0 and are counted; :meth:`Sampler.pop_metrics` hands
 the count to the learner, which logs it as ``sim/instabilities``.
+
+Where the envs are stepped is the backend's (:mod:`robometa.sampling.backends`): in
+this process by default, or on Ray workers that each run a copy of the policy over
+their share of the envs (``backend="ray"``). A request may be cut into chunks that
+carry their own seeds (:mod:`robometa.sampling.chunks`); one chunk, the default here,
+is the whole batch as described above.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,10 +36,13 @@ from torch import Tensor
 
 from robometa.device import resolve_device
 from robometa.errors import RobometaError
+from robometa.sampling.backends import SamplerContext, backend_action_size, check_sampling_backend, runner
+from robometa.sampling.chunks import Request, chunk_grid, make_chunks, torch_threads
 from robometa.sampling.episode_batch import EpisodeBatch
-from robometa.sampling.rollout import PreviousStep, collect
-from robometa.sim import Simulator, action_size, check_backend, make_simulator
+from robometa.sampling.rollout import Rollout
 from robometa.tasks.base import Task, TaskFamily
+
+__all__ = ["Actor", "Sampler", "torch_threads"]
 
 
 class Actor(Protocol):
@@ -44,19 +52,6 @@ class Actor(Protocol):
         self, obs: Tensor, generator: torch.Generator | None = None, deterministic: bool = False
     ) -> tuple[Tensor, Tensor]:
         """``obs: (M, N, obs_dim)`` -> actions ``(M, N, act_dim)``, log-probs ``(M, N)``."""
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class Sampler:
@@ -69,7 +64,9 @@ class Sampler:
             continues across calls and is part of :meth:`state_dict`.
         nthread: MuJoCo rollout threads (``None``: all cores for big batches).
         torch_threads: torch intra-op threads while sampling on CPU (``None``: leave).
-        backend: the simulator backend (:func:`robometa.sim.simulator_names`).
+        backend: where the envs are simulated: a simulator backend
+            (:func:`robometa.sim.simulator_names`) stepped in this process, or ``ray``
+            (Ray workers), optionally cut into ``/K`` chunks (:mod:`robometa.sampling.backends`).
     """
 
     def __init__(
@@ -82,7 +79,7 @@ class Sampler:
         backend: str = "batch",
     ):
         self.family = family
-        self.backend = check_backend(backend)
+        self.backend = check_sampling_backend(backend)
         self.device = resolve_device(device)
         self.nthread = nthread
         self.torch_threads = torch_threads if self.device.type == "cpu" else None
@@ -92,6 +89,7 @@ class Sampler:
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(int(seed))
         self._instabilities = 0  # since the last pop_metrics()
+        self._worker_restarts = 0  # since the last pop_metrics()
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -104,26 +102,44 @@ class Sampler:
     def pop_metrics(self) -> dict[str, float]:
         """Counters since the previous call, keyed by TensorBoard tag; resets them.
 
-        ``sim/instabilities``: episodes ended by a simulation blow-up. A learner calls
-        this once per iteration and adds the result to its metrics.
+        ``sim/instabilities``: episodes ended by a simulation blow-up;
+        ``sim/worker_restarts``: sampling workers that died and were replaced (their
+        chunks re-run; always 0 in this process). A learner calls this once per
+        iteration and adds the result to its metrics.
         """
-        metrics = {"sim/instabilities": float(self._instabilities)}
-        self._instabilities = 0
+        metrics = {
+            "sim/instabilities": float(self._instabilities),
+            "sim/worker_restarts": float(self._worker_restarts),
+        }
+        self._instabilities = self._worker_restarts = 0
         return metrics
 
     # ---------------------------------------------------------------- sampling
     @property
     def act_dim(self) -> int:
         """Action size of the family's envs under this sampler's backend."""
-        return action_size(self.family, self.backend)
+        return backend_action_size(self.family, self.backend)
 
-    def _simulator(
-        self, caller: str, tasks: Sequence[Task], counts: dict[str, int], horizon: int | None
-    ) -> tuple[int, Simulator]:
-        """Check a request and build its simulator: horizon ``T`` and the backend's :class:`Simulator`.
+    def _collect(
+        self,
+        caller: str,
+        actor: Any,
+        tasks: Sequence[Task],
+        counts: dict[str, int],
+        horizon: int | None,
+        episodes: int,
+        trials: bool,
+        deterministic: bool,
+        record_states: bool,
+    ) -> tuple[int, Rollout]:
+        """Check a request and run it on the backend: horizon ``T`` and the :class:`Rollout`
+        of its ``B = M * N`` envs, env ``b`` on task ``b // N``.
 
-        ``counts`` names the per-task counts (all must be >= 1); the first is how many
-        envs every task gets, each env seeded from the sampler's stream.
+        ``counts`` names the per-task counts (all must be >= 1); the first is ``N``, how
+        many envs every task gets. Every env's initial-state seed comes from the
+        sampler's stream; the request is cut into chunks, each with its action noise
+        (:mod:`robometa.sampling.chunks`): a single chunk continues the sampler's
+        action-noise stream, more chunks get seeds drawn from it.
         """
         if not tasks:
             raise RobometaError(f"{caller}() needs at least one task")
@@ -133,10 +149,26 @@ class Sampler:
         T = self.family.horizon if horizon is None else int(horizon)
         if T < 1:
             raise RobometaError(f"horizon must be >= 1, got {T}")
-        copies = int(next(iter(counts.values())))
-        seeds = self._rng.integers(0, 2**31 - 1, size=len(tasks) * copies)
-        env_tasks = [t for t in tasks for _ in range(copies)]
-        return T, make_simulator(self.family, env_tasks, seeds.tolist(), self.nthread, self.backend)
+        M, N = len(tasks), int(next(iter(counts.values())))
+        seeds = self._rng.integers(0, 2**31 - 1, size=M * N)
+        run, k = runner(self.backend)
+        grid = chunk_grid(M, N, k or run.default_chunks(M, N))
+        # A stream lives on its device: only a chunk whose policy runs there continues it.
+        continues = len(grid) == 1 and run.policy_device(self.device).type == self._gen.device.type
+        if continues:
+            noise: list[Any] = [self._gen.get_state()]
+        else:
+            noise = torch.randint(
+                0, 2**62, (len(grid),), generator=self._gen, device=self._gen.device
+            ).tolist()
+        request = Request(N, T, int(episodes), trials, deterministic, record_states)
+        context = SamplerContext(self.device, self.nthread, self.torch_threads)
+        result = run.run(self.family, actor, request, make_chunks(tasks, N, seeds, grid, noise), M, context)
+        if continues:
+            self._gen.set_state(result.noise[0])
+        self._instabilities += result.rollout.instabilities
+        self._worker_restarts += result.worker_restarts
+        return T, result.rollout
 
     def sample(
         self,
@@ -155,12 +187,11 @@ class Sampler:
         """
         if record_states is None:
             record_states = self.record_states
-        T, sim = self._simulator("sample", tasks, {"episodes_per_task": episodes_per_task}, horizon)
+        counts = {"episodes_per_task": episodes_per_task}
+        T, out = self._collect(
+            "sample", actor, tasks, counts, horizon, 1, False, deterministic, record_states
+        )
         M, N = len(tasks), int(episodes_per_task)
-        policy = _EpisodeActor(actor, M, N, self.device, self._gen, deterministic)
-        with torch_threads(self.torch_threads):
-            out = collect(sim, policy, T, 1, record_states)
-        self._instabilities += out.instabilities
 
         def per_step(x: np.ndarray) -> Tensor:
             # (T, B, ...) -> (M, N, T, ...)
@@ -185,22 +216,3 @@ class Sampler:
         if out.states is not None:
             batch.states = torch.from_numpy(np.ascontiguousarray(out.states[:, 0])).view(M, N, T + 1, -1)
         return batch
-
-
-class _EpisodeActor:
-    """An :class:`Actor` seen by the rollout loop: a batch of ``B = M*N`` envs, no memory."""
-
-    def __init__(
-        self, actor: Actor, M: int, N: int, device: torch.device, gen: torch.Generator, deterministic: bool
-    ):
-        self.actor, self.M, self.N = actor, M, N
-        self.device, self.gen, self.deterministic = device, gen, deterministic
-
-    def initial_memory(self, num_envs: int) -> None:
-        return None
-
-    def act(self, obs: np.ndarray, memory: None, prev: PreviousStep) -> tuple[np.ndarray, np.ndarray, None]:
-        B = self.M * self.N
-        obs_t = torch.from_numpy(obs.astype(np.float32)).to(self.device).view(self.M, self.N, -1)
-        action, logp = self.actor.act(obs_t, self.gen, self.deterministic)
-        return action.reshape(B, -1).cpu().numpy(), logp.reshape(B).cpu().numpy(), None

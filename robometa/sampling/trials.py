@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robometa.sampling.rollout import PreviousStep, collect
-from robometa.sampling.sampler import Sampler, torch_threads
+from robometa.sampling.sampler import Sampler
 from robometa.tasks.base import Task
 
 
@@ -130,13 +129,11 @@ class TrialSampler(Sampler):
         if record_states is None:
             record_states = self.record_states
         counts = {"trials_per_task": trials_per_task, "episodes_per_trial": episodes_per_trial}
-        T, sim = self._simulator("sample_trials", tasks, counts, horizon)
         M, N, K = len(tasks), int(trials_per_task), int(episodes_per_trial)
+        T, out = self._collect(
+            "sample_trials", actor, tasks, counts, horizon, K, True, deterministic, record_states
+        )
         L = K * T
-        policy = _TrialActor(actor, self.device, self._gen, deterministic)
-        with torch_threads(self.torch_threads):
-            out = collect(sim, policy, T, K, record_states)
-        self._instabilities += out.instabilities
 
         def trial_major(x: np.ndarray) -> Tensor:
             # (L, B, ...) -> (M, N, L, ...)
@@ -161,27 +158,3 @@ class TrialSampler(Sampler):
             tasks=list(tasks),
             states=None if out.states is None else torch.from_numpy(out.states).view(M, N, K, T + 1, -1),
         )
-
-
-class _TrialActor:
-    """A :class:`TrialActor` seen by the rollout loop: torch in and out, memory carried."""
-
-    def __init__(self, actor: TrialActor, device: torch.device, gen: torch.Generator, deterministic: bool):
-        self.actor, self.device, self.gen, self.deterministic = actor, device, gen, deterministic
-
-    def initial_memory(self, num_envs: int) -> Any:
-        return self.actor.initial_state(num_envs, self.device)
-
-    def act(self, obs: np.ndarray, memory: Any, prev: PreviousStep) -> tuple[np.ndarray, np.ndarray, Any]:
-        dev = self.device
-        action, logp, memory = self.actor.act(
-            torch.from_numpy(obs.astype(np.float32)).to(dev),
-            torch.from_numpy(prev.action).to(dev),
-            torch.from_numpy(prev.reward).to(dev),
-            torch.from_numpy(prev.done).to(dev),
-            memory,
-            self.gen,
-            self.deterministic,
-        )
-        # float32 as stored: learning recomputes the policy inputs bit-identically.
-        return action.cpu().numpy().astype(np.float32, copy=False), logp.cpu().numpy(), memory
