@@ -33,6 +33,7 @@ one batched pass (what MAML does on a GPU), in groups of ``CPU_TASK_CHUNK`` task
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 
 from robometa.algos import algorithm_names, make_algorithm
+from robometa.algos.base import Stopwatch
 from robometa.algos.maml import CPU_TASK_CHUNK, adapt, learner_mode, surrogate, task_slice
 from robometa.configs import resolve_config
 from robometa.errors import RobometaError
@@ -53,7 +55,11 @@ from robometa.tasks import make_family
 
 # Columns of the outer loop's split, per algorithm: (metric suffix, header).
 SPLITS = {
-    "maml-trpo": [("meta_gradient", "meta-gradient"), ("natural_step", "natural step"), ("line_search", "line search")],
+    "maml-trpo": [
+        ("meta_gradient", "meta-gradient"),
+        ("natural_step", "natural step"),
+        ("line_search", "line search"),
+    ],
     "maml-ppo": [("meta_gradient", "meta-gradients (all epochs)"), ("evaluation", "evaluation")],
 }
 
@@ -73,6 +79,19 @@ def meta_gradient_seconds(algo, pre, pre_adv, post, post_adv, chunk: int) -> flo
         if algo.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
+
+
+def applicable(algo_name: str, preset: str, overrides: list[str]) -> list[str]:
+    """The overrides that name a setting of ``algo_name`` (a variant may set, say,
+    ``fisher_precision``, which only MAML-TRPO has); the others are said on stderr."""
+    cfg = resolve_config(algo=algo_name, preset=preset)
+    keys = {f.name for f in dataclasses.fields(cfg)} | {f.name for f in dataclasses.fields(cfg.algo_params)}
+    kept = [o for o in overrides if o.partition("=")[0] in keys]
+    if len(kept) < len(overrides):
+        print(
+            f"  {algo_name}: no such settings, ignored: {sorted(set(overrides) - set(kept))}", file=sys.stderr
+        )
+    return kept
 
 
 def make_learner(algo_name: str, preset: str, overrides: list[str], seed: int, device: str):
@@ -95,7 +114,10 @@ def bench(
     chunks: bool,
 ) -> dict[str, dict]:
     """One learner per variant, timed iterations alternating between them; results per variant."""
-    learners = {name: make_learner(algo_name, preset, [*overrides, *extra], seed, device) for name, extra in variants.items()}
+    settings = {name: applicable(algo_name, preset, [*overrides, *extra]) for name, extra in variants.items()}
+    learners = {
+        name: make_learner(algo_name, preset, extra, seed, device) for name, extra in settings.items()
+    }
     cfg, family, _ = next(iter(learners.values()))
     rng = np.random.default_rng(seed)
     rows: dict[str, list[dict]] = {name: [] for name in variants}
@@ -105,23 +127,30 @@ def bench(
             t0 = time.perf_counter()
             res = algo.iteration(tasks)
             if i < warmup:  # untimed: compilation, CUDA context and kernel caches, allocator pools
-                print(f"  {algo_name} [{name}] warm-up iteration {i + 1}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                print(
+                    f"  {algo_name} [{name}] warm-up iteration {i + 1}: {time.perf_counter() - t0:.1f} s",
+                    file=sys.stderr,
+                )
                 continue
             keys = ["time/sampling", "time/inner", "time/outer", "sim/steps_per_s"]
-            keys += [k for k in res.metrics if k.startswith("time/outer_") or k == "train/line_search_backtracks"]
-            rows[name].append({k: res.metrics[k] for k in keys} | {"env_steps": res.env_steps, "load": os.getloadavg()[0]})
+            keys += [
+                k for k in res.metrics if k.startswith("time/outer_") or k == "train/line_search_backtracks"
+            ]
+            rows[name].append(
+                {k: res.metrics[k] for k in keys} | {"env_steps": res.env_steps, "load": os.getloadavg()[0]}
+            )
     out = {}
     for name, rs in rows.items():
         r = {k: statistics.fmean(row[k] for row in rs) for k in rs[0]}
         r["learner_over_sampling"] = (r["time/inner"] + r["time/outer"]) / r["time/sampling"]
         r["iterations"] = iterations
-        r["overrides"] = [*overrides, *variants[name]]
+        r["overrides"] = settings[name]
         out[name] = r
 
     if chunks:  # batched vs looped meta-gradient on one fresh meta-batch, first variant's learner
         algo = next(iter(learners.values()))[2]
         tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
-        batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, _Watch())
+        batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, Stopwatch())
         M = cfg.algo_params.meta_batch_size
         first = next(iter(out.values()))
         for chunk in dict.fromkeys((M, CPU_TASK_CHUNK, 1)):
@@ -131,27 +160,22 @@ def bench(
     return out
 
 
-class _Watch:
-    """A stand-in for the learner's stopwatch when nothing is timed."""
-
-    def __call__(self, phase: str):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
 def cpu_name() -> str:
     """The CPU's model name and whether it has AMX (bfloat16 matrix units)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), ""
+    )
     return f"{model or platform.machine()}{', AMX' if 'amx_bf16' in info else ''}, {os.cpu_count()} cores"
 
 
 def print_tables(results: dict[str, dict[str, dict]]) -> None:
-    print("| algo | variant | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | load avg |")
+    print(
+        "| algo | variant | env steps/iter | sampling s | inner s | outer s | (inner+outer)/sampling | load avg |"
+    )
     print("|---" * 8 + "|")
     for algo, per_variant in results.items():
         for name, r in per_variant.items():
@@ -168,11 +192,16 @@ def print_tables(results: dict[str, dict[str, dict]]) -> None:
             print(f"| {name} | {r['time/outer']:.2f} | {cells} |")
     for algo, per_variant in results.items():
         first_name, first = next(iter(per_variant.items()))
-        chunks = [k.removeprefix("meta_grad_chunk").removesuffix("_s") for k in first if k.startswith("meta_grad_chunk")]
+        chunks = [
+            k.removeprefix("meta_grad_chunk").removesuffix("_s")
+            for k in first
+            if k.startswith("meta_grad_chunk")
+        ]
         if chunks:
-            print(f"\n{algo} [{first_name}], uncompiled float32 meta-gradient, s: " + ", ".join(
-                f"{c} tasks/pass {first[f'meta_grad_chunk{c}_s']:.2f}" for c in chunks
-            ))
+            print(
+                f"\n{algo} [{first_name}], uncompiled float32 meta-gradient, s: "
+                + ", ".join(f"{c} tasks/pass {first[f'meta_grad_chunk{c}_s']:.2f}" for c in chunks)
+            )
 
 
 def parse_variant(spec: str) -> tuple[str, list[str]]:
@@ -189,7 +218,9 @@ def main() -> int:
     ap.add_argument("--algo", nargs="+", default=maml, choices=maml)
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--iterations", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed meta-iterations first, per variant (default 1)")
+    ap.add_argument(
+        "--warmup", type=int, default=1, help="untimed meta-iterations first, per variant (default 1)"
+    )
     ap.add_argument(
         "--variant",
         action="append",
@@ -197,7 +228,9 @@ def main() -> int:
         metavar="NAME=OVERRIDES",
         help="a learner to compare, e.g. bf16='matmul_precision=bfloat16' (repeatable; default: the preset as is)",
     )
-    ap.add_argument("--skip-chunks", action="store_true", help="leave out the tasks-per-pass meta-gradient timing")
+    ap.add_argument(
+        "--skip-chunks", action="store_true", help="leave out the tasks-per-pass meta-gradient timing"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="where the policy and learner run: cpu | cuda | auto")
     ap.add_argument("--out", help="write the results as JSON")

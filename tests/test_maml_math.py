@@ -9,10 +9,9 @@ import torch
 
 from robometa.algos import baselines
 from robometa.algos.gae import discounted_returns, gae, normalize_per_task
-from robometa.algos.maml import adapt, inner_loss, mean_kl, surrogate
+from robometa.algos.maml import adapt, inner_loss, mean_kl, meta_fisher, surrogate
 from robometa.algos.trpo import (
     backtracking_line_search,
-    composed_fisher_vector_product,
     conjugate_gradient,
     fisher_vector_product,
     flat,
@@ -251,33 +250,40 @@ def test_fisher_vector_product_matches_explicit_matrix_on_tiny_net():
     assert torch.allclose(fvp(v), H @ v + 0.1 * v, atol=1e-10)
 
 
-@pytest.mark.parametrize("first_order", [False, True])
-def test_fvp_through_adaptation_matches_explicit_kl_hessian(first_order):
+@pytest.mark.parametrize(
+    "first_order, steps, learned_lr",
+    [(False, 1, False), (True, 1, False), (False, 2, False), (False, 1, True), (True, 2, True)],
+)
+def test_meta_fisher_matches_explicit_kl_hessian_through_adaptation(first_order, steps, learned_lr):
+    """J^T F J by Hessian-vector products equals the KL's Hessian w.r.t. the meta-parameters."""
     policy = make_policy()
-    pre = make_batch(M=2, N=3, T=4, seed=20)
-    pre_adv = random_adv(pre, 21)
+    pre = [make_batch(M=2, N=3, T=4, seed=20 + k) for k in range(steps)]
+    pre_adv = [random_adv(b, 30 + k) for k, b in enumerate(pre)]
     post = make_batch(M=2, N=3, T=4, seed=22)
-    params = list(policy.parameters())
+    theta = dict(policy.named_parameters())
+    gen = torch.Generator().manual_seed(4)
+    lrs = (
+        {
+            k: (0.3 + 0.4 * torch.rand(v.shape, generator=gen, dtype=torch.float64)).requires_grad_()
+            for k, v in theta.items()
+        }
+        if learned_lr
+        else 0.5
+    )
+    meta = [*theta.values(), *(lrs.values() if learned_lr else [])]
 
-    def adapted():
-        return adapt(policy, dict(policy.named_parameters()), 0.5, [pre], [pre_adv], not first_order)[-1]
+    def adapted_moments():
+        phi = adapt(policy, theta, lrs, pre, pre_adv, not first_order)[-1]
+        mean, log_std = policy.mean_log_std(post.obs, phi, per_task=True)
+        return mean, log_std.exp()
 
-    phi = adapted()
-    dist = policy.distribution(post.obs, phi, per_task=True)
-    old = (dist.base_dist.loc.detach(), dist.base_dist.scale.detach())
-    # Explicit: Hessian of KL(old || adapted(theta)) w.r.t. theta, through the inner step.
-    kl_full = mean_kl(old, dist.base_dist.loc, dist.base_dist.scale, post.masks)
-    H = _explicit_hessian(kl_full, params)
-    # Composed product: J^T F_phi J.
-    phi = adapted()
-    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
-    d = policy.distribution(post.obs, leaves, per_task=True)
-    kl = mean_kl(old, d.base_dist.loc, d.base_dist.scale, post.masks)
-    fvp = composed_fisher_vector_product(kl, list(leaves.values()), list(phi.values()), params, damping=0.0)
-    gen = torch.Generator().manual_seed(1)
+    old = tuple(t.detach() for t in adapted_moments())
+    # Explicit: Hessian of KL(old || adapted(theta, lrs)) w.r.t. the meta-parameters, through the inner steps.
+    H = _explicit_hessian(mean_kl(old, *adapted_moments(), post.masks), meta)
+    fvp = meta_fisher(policy, theta, lrs, pre, pre_adv, post, first_order, damping=0.1)
     for _ in range(3):
         v = torch.randn(H.shape[0], generator=gen, dtype=torch.float64)
-        assert torch.allclose(fvp(v), H @ v, atol=1e-9, rtol=1e-7)
+        assert torch.allclose(fvp(v), H @ v + 0.1 * v, atol=1e-9, rtol=1e-7)
 
 
 def test_natural_step_hits_the_kl_limit_of_the_quadratic_model():
@@ -286,6 +292,20 @@ def test_natural_step_hits_the_kl_limit_of_the_quadratic_model():
     step = natural_step(lambda v: A @ v, g, max_kl=0.01, cg_iters=10)
     assert abs(0.5 * float(step @ A @ step) - 0.01) < 1e-10
     assert float(g @ step) < 0  # descends the loss
+
+
+def test_natural_step_reads_sFs_from_the_gradient_for_any_number_of_cg_iterations():
+    """CG from 0 leaves its residual orthogonal to its iterate, so s'As = g's exactly,
+    converged or not; natural_step relies on it to skip one Fisher-vector product."""
+    gen = torch.Generator().manual_seed(2)
+    B = torch.randn(30, 30, generator=gen, dtype=torch.float64)
+    A = B @ B.T + 0.1 * torch.eye(30, dtype=torch.float64)
+    g = torch.randn(30, generator=gen, dtype=torch.float64)
+    for iters in (1, 3, 7):  # far from converged on a 30-dim, ill-conditioned system
+        s = conjugate_gradient(lambda v: A @ v, g, iters)
+        assert abs(float(s @ A @ s - g @ s)) < 1e-10 * float(g @ s)
+        step = natural_step(lambda v: A @ v, g, max_kl=0.01, cg_iters=iters)
+        assert abs(0.5 * float(step @ A @ step) - 0.01) < 1e-10
 
 
 def test_line_search_respects_kl_limit():

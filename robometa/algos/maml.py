@@ -72,27 +72,29 @@ Params = dict[str, Tensor]
 # meta-batch is one group.
 CPU_TASK_CHUNK = 5
 
-# The learner's matrix-product precisions (``matmul_precision``, ``fisher_precision``):
-# "float32" keeps the weights' own dtype.
-MATMUL_DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
-
 log = logging.getLogger(__name__)
 
 
-@functools.cache
-def compiler_available(device_type: str) -> bool:
-    """Whether ``torch.compile`` can build kernels for a device type: a C++ compiler
-    for ``cpu`` (inductor's CPU kernels are C++), triton for ``cuda``. Says why not in the log, once."""
-    if device_type == "cpu":
-        names = [os.environ.get("CXX", ""), "c++", "g++", "clang++"]
-        ok = any(n and shutil.which(n) for n in names)
-        reason = "no C++ compiler on PATH (set CXX)"
-    else:
-        from torch.utils._triton import has_triton
+def precision_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype of the learner's matrix products for a ``*_precision`` setting.
 
-        ok, reason = has_triton(), "triton is not installed"
+    ``float32``: the weights' own dtype (``None``); ``bfloat16``; ``auto``: bfloat16
+    on a CPU with AMX tiles (where it pays: a 20,000 x 100 x 100 product took 1.5 ms
+    against 5.4 ms in float32 on this project's Xeon), float32 elsewhere.
+    """
+    if precision == "auto":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        precision = "bfloat16" if device.type == "cpu" and amx() else "float32"
+    return {"float32": None, "bfloat16": torch.bfloat16}[precision]
+
+
+@functools.cache
+def compiler_available() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels (inductor's are C++): a C++
+    compiler on PATH (or ``$CXX``). Says so in the log, once, when there is none."""
+    ok = any(n and shutil.which(n) for n in (os.environ.get("CXX", ""), "c++", "g++", "clang++"))
     if not ok:
-        log.warning("compile_learner: %s; the learner runs uncompiled", reason)
+        log.warning("compile_learner: no C++ compiler on PATH (set CXX); the learner runs uncompiled")
     return ok
 
 
@@ -520,7 +522,7 @@ class MAML(MetaLearner):
                 batches.append(batch)
                 advs.append(advantages(batch, cfg.gamma, cfg.gae_lambda))
                 if k < steps:
-                    with torch.enable_grad(), learner_mode(self.learner_threads):
+                    with torch.no_grad(), learner_mode(self.learner_threads):
                         params = self._adapted(theta, lrs, batches, advs)
                     actor = BoundActor(self.policy, params, per_task=True)
         return batches, advs
@@ -594,7 +596,8 @@ class MAML(MetaLearner):
 
         Chunked like the meta-update: at the paper's sizes one pass over all 40 tasks
         took 0.72 s against 0.45 s in groups of 5, with identical results (each
-        task's products and sums never mix with another task's).
+        task's products and sums never mix with another task's); under ``no_grad``
+        (``torch.func.grad`` still differentiates inside) 0.25-0.29 s.
         """
         M = batches[0].num_tasks
         size = self.task_chunk or M
@@ -633,13 +636,13 @@ class MAML(MetaLearner):
 
     @property
     def _compile(self) -> bool:
-        if not self.config.compile_learner:
-            return False
-        return compiler_available(self.device.type)
+        """``compile_learner`` on a CPU with a C++ compiler (on a GPU the learner costs
+        1-2% of sampling uncompiled, and the compiled path is untested there)."""
+        return self.config.compile_learner and self.device.type == "cpu" and compiler_available()
 
     @property
     def _matmul_dtype(self) -> torch.dtype | None:
-        return MATMUL_DTYPES[self.config.matmul_precision]
+        return precision_dtype(self.config.matmul_precision, self.device)
 
     def _evaluate(
         self, chunks: list[_Chunk], old: tuple[Tensor, Tensor], clip_eps=None
@@ -690,7 +693,7 @@ class MAML(MetaLearner):
             fisher.post,
             cfg.first_order,
             cfg.cg_damping,
-            MATMUL_DTYPES[cfg.fisher_precision],
+            precision_dtype(cfg.fisher_precision, self.device),
             fns,
         )
 
