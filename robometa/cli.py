@@ -315,12 +315,9 @@ def _train_with_progress(trainer, console) -> dict:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    from robometa.eval.evaluate import format_duration
+
+    return format_duration(seconds)
 
 
 def _print_summary(console, summary: dict) -> None:

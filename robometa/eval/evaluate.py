@@ -302,7 +302,11 @@ def multitask_result(
         progress(
             f"training the multi-task baseline: {left} of {cfg.iterations} iterations on the run's train "
             f"tasks (cached in {path.parent} for next time"
-            + (f"; the meta-learner's {first.iteration} iterations took {_duration(took)})" if took else ")")
+            + (
+                f"; the meta-learner's {first.iteration} iterations took {format_duration(took)})"
+                if took
+                else ")"
+            )
         )
     t0 = time.perf_counter()
 
@@ -311,7 +315,7 @@ def multitask_result(
             done = p.iteration + 1 - trainer.start_iteration
             eta = (time.perf_counter() - t0) / done * (cfg.iterations - p.iteration - 1)
             progress(
-                f"multi-task baseline: iteration {p.iteration + 1}/{cfg.iterations}, about {_duration(eta)} left"
+                f"multi-task baseline: iteration {p.iteration + 1}/{cfg.iterations}, about {format_duration(eta)} left"
             )
 
     trainer.train(callback=tick)
@@ -363,7 +367,8 @@ def _with_inner_lr(loaded: LoadedRun, lr: float) -> LoadedRun:
     return dataclasses.replace(loaded, config=config, algo=algo)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``75`` -> ``"1 min 15 s"``: wall times for people (s, min, h)."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
