@@ -71,7 +71,12 @@ def actor_bytes(actor: Any) -> bytes:
 
 
 def load_actor(blob: bytes) -> Any:
-    """The actor :func:`actor_bytes` serialized, its tensors on the CPU."""
+    """The actor :func:`actor_bytes` serialized, its tensors on the CPU.
+
+    Not a checkpoint: this is the learner's own in-memory object shipped to its own
+    workers within one run (Ray pickles every task argument anyway), so a full
+    unpickle is needed; checkpoints on disk always load with ``weights_only=True``.
+    """
     return torch.load(io.BytesIO(blob), map_location=_CPU, weights_only=False)
 
 
