@@ -8,8 +8,9 @@ steps (MAML) or in episode k+1 of a trial (RL²) (:mod:`robometa.tags`). Per ste
 stratified by seed) and write ``eval/<name>/`` inside the run directory:
 
 * ``summary.json`` — settings, the aggregated curve of every method, per-task data;
-* ``curves.csv``   — one row per (method, step): mean, IQM, CI, success;
-* ``per_task.csv`` — one row per (method, seed, task, step);
+* ``curves.csv``   — one row per (method, step): mean, IQM, CI, success and its CI;
+* ``per_task.csv`` — one row per (method, seed, task, step), with episodes seen and
+  the task's parameters as ``task.*`` columns;
 * ``curves.png``   — the adaptation curves of all methods on one chart;
 * TensorBoard scalars ``eval/<method>/return/step`` (and ``.../success/step``),
   indexed by step, in the same directory.
