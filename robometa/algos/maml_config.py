@@ -74,17 +74,24 @@ class MAMLConfig:
             out.append("learn_inner_lr needs inner_steps >= 1 (with 0 inner steps no step size is used)")
         if self.horizon is not None and self.horizon < 1:
             out.append(f"horizon must be >= 1 or null, got {self.horizon}")
-        if not 0.0 <= self.gamma <= 1.0:
-            out.append(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            out.append(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if self.init_std <= 0:
-            out.append(f"init_std must be > 0, got {self.init_std}")
-        if not self.hidden or min(self.hidden) < 1:
-            out.append(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
-        if self.activation not in ("tanh", "relu", "elu"):
-            out.append(f"unknown activation {self.activation!r}; valid: tanh, relu, elu")
-        return out
+        return out + policy_gradient_problems(self)
+
+
+def policy_gradient_problems(cfg) -> list[str]:
+    """Problems with the settings every Gaussian-MLP policy-gradient learner shares
+    (``gamma``, ``gae_lambda``, ``init_std``, ``hidden``, ``activation``), one line each."""
+    out = []
+    if not 0.0 <= cfg.gamma <= 1.0:
+        out.append(f"gamma must be in [0, 1], got {cfg.gamma}")
+    if not 0.0 <= cfg.gae_lambda <= 1.0:
+        out.append(f"gae_lambda must be in [0, 1], got {cfg.gae_lambda}")
+    if cfg.init_std <= 0:
+        out.append(f"init_std must be > 0, got {cfg.init_std}")
+    if not cfg.hidden or min(cfg.hidden) < 1:
+        out.append(f"hidden must be a non-empty list of positive widths, got {list(cfg.hidden)}")
+    if cfg.activation not in ("tanh", "relu", "elu"):
+        out.append(f"unknown activation {cfg.activation!r}; valid: tanh, relu, elu")
+    return out
 
 
 @dataclass(frozen=True)

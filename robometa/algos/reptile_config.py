@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from robometa.algos.maml_config import policy_gradient_problems
+
 
 @dataclass(frozen=True)
 class ReptileConfig:
@@ -57,14 +59,4 @@ class ReptileConfig:
             )
         if self.outer_optimizer not in ("sgd", "adam"):
             out.append(f"unknown outer_optimizer {self.outer_optimizer!r}; valid: sgd, adam")
-        if not 0.0 <= self.gamma <= 1.0:
-            out.append(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            out.append(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if self.init_std <= 0:
-            out.append(f"init_std must be > 0, got {self.init_std}")
-        if not self.hidden or min(self.hidden) < 1:
-            out.append(f"hidden must be a non-empty list of positive widths, got {list(self.hidden)}")
-        if self.activation not in ("tanh", "relu", "elu"):
-            out.append(f"unknown activation {self.activation!r}; valid: tanh, relu, elu")
-        return out
+        return out + policy_gradient_problems(self)
