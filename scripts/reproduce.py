@@ -28,17 +28,20 @@ from pathlib import Path
 
 from robometa.configs import resolve_config
 from robometa.errors import RobometaError
+from robometa.tasks import family_names
 from robometa.trainer import Trainer
 
 # Per-family settings on top of the algorithm's quick preset (10 tasks x 10 episodes
 # x 100 steps per batch, initial action std 0.5, 150 iterations; see
 # robometa/configs/presets/): seed 0 on cheetah-vel is the default `robometa train`.
+# Families without an entry run the preset as it is (with the family's own tuning of it,
+# presets/<algo>/quick/<family>.yaml, where one exists).
 SETTINGS: dict[str, list[str]] = {"cheetah-dir": [], "cheetah-vel": []}
 EVAL = ["eval_every=25", "eval_tasks=20", "eval_steps=3"]
 
 
 def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str], device: str = "cpu") -> dict:
-    overrides = [*SETTINGS[family], *EVAL, *extra]
+    overrides = [*SETTINGS.get(family, []), *EVAL, *extra]
     cfg = resolve_config(
         algo=algo, preset="quick", overrides=overrides, family=family, seed=seed, device=device
     )
@@ -56,7 +59,9 @@ def run_one(algo: str, family: str, seed: int, root: Path, extra: list[str], dev
         "run_dir": str(path),
         "iterations": cfg.iterations,
         "seconds": time.perf_counter() - t0,
+        "env_steps": trainer.env_steps,
         "test_return": curve["return_mean"],
+        "test_success": curve.get("success_mean"),
         "config": overrides,
     }
 
@@ -83,7 +88,7 @@ def table(results: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--algo", default="maml-trpo")
-    ap.add_argument("--families", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--families", nargs="+", default=list(SETTINGS), choices=family_names())
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--iterations", type=int, help="override the iteration count of every run")
     ap.add_argument("--device", default="cpu", help="where the policy and learner run: cpu | cuda | auto")
