@@ -221,9 +221,7 @@ class RL2(MetaLearner):
         self.device = self.sampler.device
         self.horizon = config.horizon or family.horizon
 
-        policy = RecurrentGaussianPolicy(
-            family.obs_dim, self.sampler.act_dim, config.hidden, config.cell, config.init_std
-        )
+        policy = self.make_policy(family.obs_dim, self.sampler.act_dim)
         policy.reset_parameters(torch.Generator().manual_seed(int(seed)))
         self.policy = policy.to(self.device)
         self.obs_norm = RunningMeanStd((family.obs_dim,)) if config.normalize_obs else None
@@ -234,6 +232,19 @@ class RL2(MetaLearner):
         self.actor = RL2Actor(self.policy, self.obs_norm, self.reward_norm)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.shuffle = torch.Generator().manual_seed(int(seed) + SHUFFLE_SEED_OFFSET)
+
+    def make_policy(self, obs_dim: int, act_dim: int) -> torch.nn.Module:
+        """The trial policy this learner trains (weights drawn afterwards by the caller).
+
+        Any module with the interface of :class:`RecurrentGaussianPolicy` fits:
+        ``reset_parameters(generator)``, ``initial_state(batch, device)``,
+        ``sequence(inputs, state=None) -> (means, values, state)`` over whole trials
+        (``inputs: (B, L, obs_dim + act_dim + 2)``), ``act(...)`` one step at a time,
+        ``distribution(means)`` and a ``log_std`` parameter. Learners that differ from
+        RL² only in the policy (SNAIL, the context learners) override this.
+        """
+        cfg = self.config
+        return RecurrentGaussianPolicy(obs_dim, act_dim, cfg.hidden, cfg.cell, cfg.init_std)
 
     @property
     def trained_steps(self) -> int:
