@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -138,6 +139,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.cell is not None:  # shorthand for the override cell=... (rl2's recurrent cell)
         args.overrides = [*args.overrides, f"cell={args.cell}"]
+    if args.aggregator is not None and args.resume:  # a setting of the run, which resuming keeps
+        args.overrides = [*args.overrides, f"aggregator={args.aggregator}"]
     if args.log_video:  # shorthand for the override log_video=true
         args.overrides = [*args.overrides, "log_video=true"]
     # --ray-* are shorthands for run settings that may also change on --resume
@@ -182,15 +185,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.sampler is not None:
             args.overrides = [*args.overrides, f"sampler={args.sampler}"]
         args.overrides += [f"{k}={json.dumps(v)}" for k, v in ray_flags.items()]  # JSON is YAML: quoted text
-        cfg = resolve_config(
+        resolve = functools.partial(
+            resolve_config,
             algo=args.algo,
             preset=args.preset or "quick",
             config_file=args.config,
-            overrides=args.overrides,
             family=args.family,
             seed=args.seed,
             device=args.device,
         )
+        cfg = resolve(overrides=args.overrides)
+        if args.aggregator is not None:  # shorthand for the override aggregator=... (--algo context's)
+            if cfg.algo != "context":
+                raise RobometaError(f"--aggregator goes with --algo context (this run trains {cfg.algo})")
+            cfg = resolve(overrides=[*args.overrides, f"aggregator={args.aggregator}"])
         from robometa.configs.loader import family_preset_path
 
         if ray_flags and cfg.sampler != "ray":
@@ -379,6 +387,12 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/<algo>-<family>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell of --algo rl2 (default gru)")
+    p.add_argument(
+        "--aggregator",
+        choices=("mean", "attention", "pog"),
+        help="how --algo context pools the trial's transitions into a task embedding: mean (prototype) | "
+        "attention (matching) | pog (product of Gaussians, PEARL); default mean",
+    )
     p.add_argument(
         "--log-video",
         action="store_true",

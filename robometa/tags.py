@@ -175,6 +175,7 @@ SCALARS: dict[str, str] = {
     "train/explained_variance": "RL²: variance of the value targets the value head explains",
     "train/reward_scale": "RL²: scale applied to rewards for the value targets",
     "train/trial_return": "RL²: mean undiscounted return of a training trial",
+    "loss/kl_prior": "context learners, pog: KL of the task posterior from its unit Gaussian prior, mean over steps",
 }
 """Every scalar tag, as a regular expression (most are plain names), with its meaning."""
 

@@ -44,7 +44,7 @@ def test_maml_presets_are_described_as_they_are():
 
 def test_rl2_evidence_iterations_are_those_of_the_script_and_preset():
     rl2 = resolve_config(algo="rl2", preset="quick")
-    text = (SCRIPTS / "reproduce_rl2.py").read_text()
+    text = (SCRIPTS / "reproduce.py").read_text()
     used = set(re.findall(r'"iterations=(\d+)"', text))
     assert len(used) == 1
     _has(f"preset with {used.pop()} iterations instead of its {rl2.iterations}")

@@ -147,9 +147,15 @@ def test_trial_sampler_bad_arguments():
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_sequence_ppo_loss_matches_step_by_step(cell):
     torch.manual_seed(0)
-    obs_dim, act_dim, B, L = 3, 2, 3, 6
-    pol = RecurrentGaussianPolicy(obs_dim, act_dim, hidden=5, cell=cell)
+    pol = RecurrentGaussianPolicy(3, 2, hidden=5, cell=cell)
     pol.reset_parameters(torch.Generator().manual_seed(1))
+    assert_sequence_loss_matches_steps(pol)
+
+
+def assert_sequence_loss_matches_steps(pol, B=3, L=6):
+    """``ppo_sequence_loss`` over whole trials equals a step-by-step recomputation via
+    ``pol.step`` (loss, gradients and policy part); any RL² trial policy (SNAIL's too)."""
+    act_dim = pol.log_std.shape[0]
     g = torch.Generator().manual_seed(2)
     inputs = torch.randn(B, L, pol.input_dim, generator=g)
     actions = torch.randn(B, L, act_dim, generator=g)

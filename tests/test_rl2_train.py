@@ -184,39 +184,3 @@ def test_cli_bad_rl2_input_is_one_line_and_touches_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot change 'cell' when resuming" in err[0]
     assert (run / "checkpoints/latest.pt").read_bytes() == before
-
-
-def test_reproduce_script_trains_a_run_then_evaluates_held_out_trials_without_learning(
-    tmp_path, capsys, monkeypatch
-):
-    """scripts/reproduce_rl2.py: a Trainer run per seed, resumed on a rerun; evaluation changes nothing."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_rl2.py"
-    spec = importlib.util.spec_from_file_location("reproduce_rl2", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    tiny = ["iterations=2", "eval_every=1", "eval_tasks=2", "meta_batch_size=2", "horizon=5", "hidden=8"]
-    tiny += ["ppo_epochs=1", "minibatches=1"]
-    first = script.run_seed("cheetah-vel", 0, tmp_path, tiny, n_tasks=3, trials=2)
-    run = tmp_path / "cheetah-vel-seed0"
-    assert first["run_dir"] == str(run) and (run / "config.yaml").is_file()
-    assert first["iterations"] == 2 and len(first["return_by_episode"]) == 2
-    assert first["eval"] == {"split": "test", "tasks": 3, "trials_per_task": 2, "seed": script.EVAL_SEED}
-    weights = (run / "checkpoints/latest.pt").read_bytes()
-    # Rerunning resumes the finished run (no training) and evaluates the same weights the same way.
-    again = script.run_seed("cheetah-vel", 0, tmp_path, tiny, n_tasks=3, trials=2, eval_only=True)
-    assert again["return_by_episode"] == first["return_by_episode"]
-    assert (run / "checkpoints/latest.pt").read_bytes() == weights
-    # --merge tables seeds written by separate processes
-    for seed in (0, 1):
-        (tmp_path / f"s{seed}.json").write_text(json.dumps({"runs": [{**first, "seed": seed}]}))
-    monkeypatch.setattr(
-        "sys.argv", ["reproduce_rl2.py", "--merge", str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]
-    )
-    capsys.readouterr()
-    assert script.main() == 0
-    table = capsys.readouterr().out
-    assert "| cheetah-vel | mean ± s.e. (2 seeds) |" in table and "gain (ep 2 − ep 1)" in table

@@ -21,6 +21,8 @@ TINY = {
     "rl2": ["meta_batch_size=2", "trials_per_task=1", "hidden=8", "ppo_epochs=1", "minibatches=1"],
     "reptile": ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "inner_steps=1"],
     "meta-lstm": ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "cg_iters=3"],
+    "context": ["meta_batch_size=2", "trials_per_task=1", "hidden=8", "ppo_epochs=1", "minibatches=1"]
+    + ["aggregator=pog", "encoder_hidden=8"],
 }
 RUN = ["iterations=2", "eval_every=1", "eval_tasks=2", "eval_steps=1", "horizon=6", "device=cpu"]
 
@@ -38,7 +40,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tags")
     out = {}
     learners = (("maml-trpo", "reach"), ("maml-ppo", "cheetah-vel"), ("rl2", "reach"))
-    for algo, family in (*learners, ("reptile", "cheetah-vel"), ("meta-lstm", "cheetah-vel")):
+    others = (("reptile", "cheetah-vel"), ("meta-lstm", "cheetah-vel"), ("context", "cheetah-vel"))
+    for algo, family in (*learners, *others):
         cfg = resolve_config(algo=algo, family=family, overrides=[*TINY[algo], *RUN])
         Trainer.create(cfg, root / algo).train()
         out[algo] = root / algo

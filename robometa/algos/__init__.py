@@ -30,8 +30,10 @@ _REGISTRY: dict[str, tuple[type | str, type | str]] = {
     "maml-trpo": ("robometa.algos.maml_config:MAMLTRPOConfig", "robometa.algos.maml:MAML"),
     "maml-ppo": ("robometa.algos.maml_config:MAMLPPOConfig", "robometa.algos.maml:MAML"),
     "rl2": ("robometa.algos.rl2_config:RL2Config", "robometa.algos.rl2:RL2"),
+    "snail": ("robometa.algos.snail_config:SNAILConfig", "robometa.algos.snail:SNAIL"),
     "reptile": ("robometa.algos.reptile_config:ReptileConfig", "robometa.algos.reptile:Reptile"),
     "meta-lstm": ("robometa.algos.meta_lstm_config:MetaLSTMConfig", "robometa.algos.meta_lstm:MetaLSTM"),
+    "context": ("robometa.algos.context_config:ContextConfig", "robometa.algos.context:ContextLearner"),
 }
 
 _NEEDED_CONFIG_FIELDS = ("meta_batch_size", "horizon")

@@ -58,6 +58,9 @@ from robometa.tasks.base import Task, TaskFamily
 # Offset of the minibatch-shuffling stream.
 SHUFFLE_SEED_OFFSET = 2_000_003
 
+# The parts of ppo_sequence_loss (and the gradient norm) that _update logs under fixed names.
+PPO_PARTS = ("policy", "value", "entropy", "approx_kl", "clip_fraction", "grad_norm")
+
 
 class RL2Actor:
     """A recurrent policy plus the normalizers that prepare its inputs.
@@ -120,15 +123,18 @@ def ppo_sequence_loss(
     clip_eps: float,
     value_coef: float,
     entropy_coef: float,
+    outputs: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped-surrogate PPO loss over whole trials, from fresh memory.
 
     ``inputs: (B, L, input_dim)``, ``actions: (B, L, act_dim)``, the rest ``(B, L)``.
+    ``outputs``: the policy's ``(means, values)`` on ``inputs``, when the caller has
+    already run it (``None``: run ``policy.sequence(inputs)`` here).
     Every term is a mean over valid steps (``masks == 1``). Returns the scalar loss
     and its parts (detached): ``policy``, ``value``, ``entropy``, ``approx_kl``,
     ``clip_fraction``.
     """
-    mean, values, _ = policy.sequence(inputs)
+    mean, values = policy.sequence(inputs)[:2] if outputs is None else outputs
     dist = policy.distribution(mean)
     log_ratio = dist.log_prob(actions) - old_log_probs
     ratio = log_ratio.exp()
@@ -343,6 +349,32 @@ class RL2(MetaLearner):
         adv = gae(rewards, values, masks, cfg.gamma, cfg.gae_lambda)
         return adv, adv + values
 
+    def minibatch_loss(
+        self,
+        inputs: Tensor,
+        actions: Tensor,
+        old_log_probs: Tensor,
+        advantages: Tensor,
+        returns: Tensor,
+        masks: Tensor,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one minibatch of whole trials and its detached parts (shapes as in
+        :func:`ppo_sequence_loss`). RL²'s is PPO's; a subclass may add terms, each
+        reported as a part of its own name (logged as ``loss/<name>``)."""
+        cfg = self.config
+        return ppo_sequence_loss(
+            self.policy,
+            inputs,
+            actions,
+            old_log_probs,
+            advantages,
+            returns,
+            masks,
+            cfg.clip_eps,
+            cfg.value_coef,
+            cfg.entropy_coef,
+        )
+
     def _update(self, batch: TrialBatch) -> dict[str, float]:
         cfg = self.config
         inputs = self.actor.trial_features(batch)
@@ -362,18 +394,7 @@ class RL2(MetaLearner):
             order = torch.randperm(B, generator=self.shuffle).to(self.device)
             for idx in order.tensor_split(cfg.minibatches):
                 mb = {k: v[idx] for k, v in flat.items()}
-                loss, parts = ppo_sequence_loss(
-                    self.policy,
-                    inputs[idx],
-                    mb["actions"],
-                    mb["old_log_probs"],
-                    mb["advantages"],
-                    mb["returns"],
-                    mb["masks"],
-                    cfg.clip_eps,
-                    cfg.value_coef,
-                    cfg.entropy_coef,
-                )
+                loss, parts = self.minibatch_loss(inputs[idx], **mb)
                 self.optimizer.zero_grad()
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
@@ -390,6 +411,8 @@ class RL2(MetaLearner):
             resid = masked_mean((returns - values).square(), m)
             var = masked_mean((returns - masked_mean(returns, m)).square(), m)
         avg = {k: v / n_steps for k, v in sums.items()}
+        # Terms a subclass's minibatch_loss adds are logged as loss/<name>.
+        extra = {f"loss/{k}": v for k, v in avg.items() if k not in PPO_PARTS}
         return {
             "loss/policy": avg["policy"],
             "loss/value": avg["value"],
@@ -399,6 +422,7 @@ class RL2(MetaLearner):
             "train/clip_fraction": avg["clip_fraction"],
             "train/grad_norm": avg["grad_norm"],
             "train/explained_variance": float(1.0 - resid / var.clamp_min(1e-12)),
+            **extra,
         }
 
     def _update_statistics(self, batch: TrialBatch) -> None:
