@@ -465,9 +465,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             device=args.device,
             progress=say,
             tasks_file=args.tasks_file,
+            group_by=args.group_by,
         )
     for table in _evaluation_tables(summary):
         console.print(table)
+    for line in _pooling_lines(summary):
+        console.print(line, highlight=False)
     for b, why in summary["settings"].get("skipped_baselines", {}).items():
         console.print(f"baseline {b} left out: {why}", highlight=False)
     for info in summary["settings"]["checkpoints"]:
@@ -482,14 +485,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _progress_lines(console, what: str):
     """Yield ``say(message)``: a live status line on a terminal, one printed line per
-    message otherwise (a log file or a pipe), so a long job is never silent."""
+    message otherwise (a log file or a pipe), so a long job is never silent. Off a
+    terminal, ``what`` heads the first message: a refusal before any work stays one line."""
     if console.is_terminal:
         with console.status(what) as status:
             yield lambda message: status.update(f"{what}: {message}")
         return
-    console.print(what, highlight=False)
+    headed = []
 
     def say(message: str) -> None:
+        if not headed:
+            console.print(what, highlight=False)
+            headed.append(True)
         console.print(f"  {message}", highlight=False, soft_wrap=True)
         console.file.flush()
 
@@ -508,7 +515,13 @@ def _evaluation_tables(summary: dict) -> list:
     )
     if st.get("family_horizon") not in (None, st["horizon"]):
         title += f" (the family's: {st['family_horizon']})"
-    curves = Table(title=title, caption="return: mean [95% CI] (IQM) over tasks and seeds")
+    caption = "return: mean [95% CI] (IQM) over tasks and seeds"
+    if st.get("group_by") == "algo":
+        caption = (
+            "return: mean [95% CI] (IQM); a group of runs: the mean of its runs' means, the CI "
+            "resampling whole runs and tasks, the IQM over run x task scores"
+        )
+    curves = Table(title=title, caption=caption)
     has_success = any("success_mean" in r for m in summary["methods"].values() for r in m["curve"])
     curves.add_column("method", max_width=34)
     curves.add_column("experience", justify="right")
@@ -541,11 +554,39 @@ def _evaluation_tables(summary: dict) -> list:
             cost = "none (scripted)" if training is None else "-"
         elif training.get("note"):
             cost = training["note"]
+        elif "runs" in training:  # a group: each run's cost, as a range where they differ
+            steps = [s / 1e6 for s in training["env_steps"]]
+            cost = f"{_span(training['iterations'], '{:d}')} it, {_span(steps, '{:.2f}')}M steps"
+            if all(x is not None for x in training["seconds"]):
+                cost += f", {_span(training['seconds'], '', _duration, ' to ')}"
+            cost += " per run"
         else:
             wall = "" if training.get("seconds") is None else f", {_duration(training['seconds'])}"
             cost = f"{training['iterations']} it, {training['env_steps'] / 1e6:.2f}M steps{wall}"
         budget.add_row(name, str(m["episodes_per_step"]), cost)
     return [curves, budget]
+
+
+def _span(values: list, fmt: str, show=None, sep: str = "-") -> str:
+    """``150`` when all values agree, else ``100-150`` (``show`` or ``fmt`` formats one)."""
+    show = show or fmt.format
+    lo, hi = show(min(values)), show(max(values))
+    return lo if lo == hi else f"{lo}{sep}{hi}"
+
+
+def _pooling_lines(summary: dict) -> list[str]:
+    """What a reader of pooled groups must know: a group of one run has no run-to-run
+    variation in its CI, and where the pooled runs' training settings differ."""
+    lines = []
+    for name, m in summary["methods"].items():
+        notes = m.get("notes") or {}
+        if "pooled_runs" not in notes:
+            continue
+        if len(notes["pooled_runs"]) == 1:
+            lines.append(f"{name}: a single run, so its CI holds no run-to-run variation")
+        if notes.get("config_differs"):
+            lines.append(f"{name} pools runs trained with different {', '.join(notes['config_differs'])}")
+    return lines
 
 
 def _checkpoint_line(info: dict) -> str:
@@ -569,7 +610,7 @@ CHECKPOINT_HELP = (
 
 
 def register_evaluate(sub: argparse._SubParsersAction) -> None:
-    from robometa.eval.evaluate import BASELINES, CHECKPOINTS, DEFAULT_BASELINES
+    from robometa.eval.evaluate import BASELINES, CHECKPOINTS, DEFAULT_BASELINES, GROUP_BY
     from robometa.tasks.base import SPLITS
 
     p = sub.add_parser("evaluate", help="adapt trained runs to held-out tasks, against baselines")
@@ -607,7 +648,19 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
         help=f"comma-separated subset of {', '.join(BASELINES)} ('' for none; default: {','.join(DEFAULT_BASELINES)})",
     )
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default=None, help=CHECKPOINT_HELP)
-    p.add_argument("--name", default=None, help="report name under RUN_DIR/eval/ (default: <split>-<time>)")
+    p.add_argument(
+        "--group-by",
+        choices=GROUP_BY,
+        default="run",
+        help="run: one line per run (default); algo: the runs of each learner (e.g. its training "
+        "seeds) pooled into one line, the run as the unit of its 95%% CI",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="report name under the first RUN_DIR's eval/ (default: <split>-<time>, or "
+        "<split>-by-algo-<time>)",
+    )
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -8,6 +8,12 @@ was chosen on: its score there would be the maximum of noisy measurements, not a
 estimate. By default ``best`` is used when it exists and was chosen elsewhere, else
 ``latest``; asking for ``best`` where it was chosen on the evaluated split (or on
 tasks among the evaluated ones) is refused.
+
+Several runs: one method per run (``group_by="run"``), or one per learner
+(``group_by="algo"``), pooling the runs of each learner (e.g. its training seeds) with
+the training run as the unit of the confidence interval (:class:`PooledResult`). Runs
+are pooled only where they were measured alike (family, its options, episode length,
+adaptation steps, episodes per step); anything else is refused before any work.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from robometa.algos.base import Algorithm
 from robometa.configs.train import TrainConfig
 from robometa.errors import RobometaError, choice_error
 from robometa.eval import baselines as bl
-from robometa.eval.protocol import MethodResult, write_report
+from robometa.eval.protocol import MethodResult, PooledResult, write_report
 from robometa.runs import RunDir
+from robometa.tags import ADAPT_STEP
 from robometa.tasks.base import Task, TaskFamily
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,7 @@ log = logging.getLogger(__name__)
 BASELINES = tuple(bl.BASELINES)  # every baseline's name; what each needs: bl.BASELINES[name]
 DEFAULT_BASELINES = ("no-adapt", "expert")
 CHECKPOINTS = ("best", "latest")
+GROUP_BY = ("run", "algo")  # one method per run | the runs of each learner pooled
 
 
 @dataclass
@@ -377,6 +385,109 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+# ------------------------------------------------------------------ pooling runs
+
+
+def group_name(algo: str, runs: int) -> str:
+    """A pooled method's name: ``reptile (3 runs)``."""
+    return f"{algo} ({runs} run{'' if runs == 1 else 's'})"
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short names of runs: their directory names, or the whole paths where two share one."""
+    names = [p.name for p in paths]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+
+
+def pooling_conflict(algo: str, members: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
+    """Why the runs of ``algo`` cannot be pooled (``None`` when they can): the settings
+    of ``members`` (``(run label, {setting: value})``) that differ, each value with its runs."""
+    differ = []
+    for key in members[0][1]:
+        by_value: dict[str, list[str]] = {}
+        for label, settings in members:
+            by_value.setdefault(_shown(settings.get(key)), []).append(label)
+        if len(by_value) > 1:
+            values = ", ".join(f"{v} ({', '.join(labels)})" for v, labels in by_value.items())
+            differ.append(f"{key}: {values}")
+    if not differ:
+        return None
+    return f"cannot pool the {len(members)} {algo} runs, which differ in " + "; ".join(differ)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v}" for k, v in sorted(value.items())) + "}" if value else "none"
+    return str(value)
+
+
+def measured_alike(lr: LoadedRun, steps: int) -> dict[str, Any]:
+    """What makes two runs' numbers the same quantity (before adapting): the curve's
+    axis, episode length, adaptation steps and episodes of experience per step."""
+    axis = lr.algo.curve_x
+    per_step = getattr(lr.algo.config, "episodes_per_task", None) if axis == ADAPT_STEP else 1
+    return {
+        "axis": axis,
+        "episode length": lr.algo.horizon,
+        "adaptation steps": steps,
+        "episodes per step": per_step,
+    }
+
+
+# Settings that say how a run was executed, not what was trained: a pooled group does
+# not report them as differences.
+_HOW_IT_RAN = {"seed", "device", "learner_threads", "checkpoint_every", "log_video", "sampler",
+               "sampler_chunks", "ray_address", "ray_workers", "ray_cpus_per_worker", "ray_timeout_s"}  # fmt: skip
+
+
+def config_differences(configs: Sequence[TrainConfig], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The training settings (beyond the seed and how the runs were executed) in which
+    pooled runs differ: ``{"algo_params.inner_lr": {run: value}}``, empty when none."""
+    from robometa.configs import config_to_dict
+
+    flat = []
+    for cfg in configs:
+        d = config_to_dict(cfg)
+        params = d.pop("algo_params", {}) or {}
+        d.update({f"algo_params.{k}": v for k, v in params.items()})
+        flat.append({k: v for k, v in d.items() if k not in _HOW_IT_RAN})
+    keys = [k for k in flat[0]] + [k for d in flat[1:] for k in d if k not in flat[0]]
+    return {
+        k: {label: d.get(k) for label, d in zip(labels, flat)}
+        for k in dict.fromkeys(keys)
+        if len({repr(d.get(k)) for d in flat}) > 1
+    }
+
+
+def pool(
+    name: str, results: Sequence[MethodResult], loaded: Sequence[LoadedRun], labels: Sequence[str]
+) -> PooledResult:
+    """The runs of one learner as one method: their results stacked on a leading runs
+    axis; the notes list which runs and checkpoints were pooled and where their
+    training settings differ."""
+    first = results[0]
+    shapes = {r.returns.shape for r in results}
+    alike = {(r.x, r.episodes_per_step, r.success is None) for r in results}
+    if len(shapes) > 1 or len(alike) > 1:  # measured_alike() was checked before adapting
+        raise RobometaError(f"cannot pool the runs of {name}: their results differ in shape or axis")
+    budgets = [lr.training_budget() for lr in loaded]
+    notes = {
+        "algo": loaded[0].config.algo,
+        "pooled_runs": [{"label": label, **lr.checkpoint_info()} for label, lr in zip(labels, loaded)],
+        "training": {"runs": len(loaded), **{k: [b[k] for b in budgets] for k in budgets[0]}},
+        "config_differs": config_differences([lr.config for lr in loaded], labels),
+    }
+    return PooledResult(
+        name,
+        first.x,
+        np.stack([r.returns for r in results]),
+        None if first.success is None else np.stack([r.success for r in results]),
+        first.episodes_per_step,
+        notes,
+        run_labels=list(labels),
+    )
+
+
 def evaluate(
     run_dirs: Sequence[str | Path],
     split: str = "test",
@@ -390,6 +501,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     tasks_file: str | Path | None = None,
+    group_by: str = "run",
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate one run (plus baselines) or compare several runs of one family.
 
@@ -407,6 +519,11 @@ def evaluate(
     ``progress`` receives one line whenever the work moves on (which method, multi-task
     training with an ETA, each PPO task), for the caller to show.
 
+    ``group_by``: ``run`` (one method per run) or ``algo`` (the runs of each learner
+    pooled into one method, :func:`pool`; refused, before any work, where a learner's
+    runs were not measured alike: :func:`pooling_conflict`). The no-adaptation baseline
+    then holds the first group's step 0; the other baselines follow the first run.
+
     Writes ``<first run>/eval/<name>/`` (or ``out_dir``) and returns it with the summary.
     """
     if not run_dirs:
@@ -418,6 +535,27 @@ def evaluate(
         raise RobometaError("--seeds needs at least one seed")
     if checkpoint is not None and checkpoint not in CHECKPOINTS:
         raise choice_error("checkpoint", checkpoint, CHECKPOINTS)
+    if group_by not in GROUP_BY:
+        raise choice_error("--group-by", group_by, GROUP_BY)
+    grouped = group_by == "algo"
+    groups: dict[str, list[int]] = {}  # learner -> indices of its runs, in the given order
+    if grouped:
+        configs = [open_run(r)[1] for r in run_dirs]
+        labels = run_labels([Path(r) for r in run_dirs])
+        resolved = [Path(r).resolve() for r in run_dirs]
+        twice = sorted({str(r) for r in run_dirs if resolved.count(Path(r).resolve()) > 1})
+        if twice:  # pooled twice, one run would count as two independent ones
+            raise RobometaError(f"cannot pool a run with itself: {', '.join(twice)} given more than once")
+        for i, cfg in enumerate(configs):
+            groups.setdefault(cfg.algo, []).append(i)
+        # The family first: tasks of one family mean nothing to another.
+        for algo, idx in groups.items():
+            members = [
+                (labels[i], {"family": configs[i].family, "family options": configs[i].family_options})
+                for i in idx
+            ]
+            if (why := pooling_conflict(algo, members)) is not None:
+                raise RobometaError(why)
     # The tasks: the first run's fixed list of the split (or the user's file); every
     # run's checkpoint is checked against them.
     config0 = open_run(run_dirs[0])[1]
@@ -442,6 +580,14 @@ def evaluate(
     if steps is not None and steps < 0:
         raise RobometaError(f"--adapt-steps / --episodes must be >= 0, got {steps}")
     run_steps = [lr.algo.trained_steps if steps is None else steps for lr in loaded]
+    if grouped:
+        for algo, idx in groups.items():
+            members = [(labels[i], measured_alike(loaded[i], run_steps[i])) for i in idx]
+            if (why := pooling_conflict(algo, members)) is not None:
+                hint = (
+                    "; give --adapt-steps K" if steps_rule == "trained" and "adaptation steps" in why else ""
+                )
+                raise RobometaError(f"{why}{hint}; or compare them one by one with --group-by run")
     steps = run_steps[0]
     horizon = first.algo.horizon
     t0 = time.perf_counter()
@@ -453,13 +599,26 @@ def evaluate(
         )
         m = learner_result(lr, tasks, k, seeds)
         m.notes["training"] = lr.training_budget()
-        if len(loaded) > 1:  # several runs: name them by directory
-            m.name = f"{m.name} ({lr.path.name})"
-        names_seen[m.name] = names_seen.get(m.name, 0) + 1
-        if names_seen[m.name] > 1:
-            m.name = f"{m.name} #{names_seen[m.name]}"
+        if not grouped:  # pooled runs are named by their group (below)
+            if len(loaded) > 1:  # several runs: name them by directory
+                m.name = f"{m.name} ({lr.path.name})"
+            names_seen[m.name] = names_seen.get(m.name, 0) + 1
+            if names_seen[m.name] > 1:
+                m.name = f"{m.name} #{names_seen[m.name]}"
         methods.append(m)
-    main = methods[0]
+    main = methods[0]  # the first run: its recorded episodes are saved for replay
+    if grouped:
+        per_run = methods
+        methods = [
+            pool(
+                group_name(algo, len(idx)),
+                [per_run[i] for i in idx],
+                [loaded[i] for i in idx],
+                [labels[i] for i in idx],
+            )
+            for algo, idx in groups.items()
+        ]
+    lead = methods[0]  # the first run, or the first run's group
     episodes = main.episodes_per_step
     cache = first.path / "eval" / "cache"
     settings = {
@@ -480,10 +639,17 @@ def evaluate(
     if "no-adapt" in baselines:
         # The meta-trained policy before any experience of the task, held flat: step 0
         # of a gradient learner, episode 1 (fresh memory) of a memory learner.
-        flat_r = np.repeat(main.returns[:, :, :1], steps + 1, axis=2)
-        flat_s = None if main.success is None else np.repeat(main.success[:, :, :1], steps + 1, axis=2)
-        notes = {"from": "step 0 of " + main.name, "training": main.notes.get("training")}
-        methods.append(MethodResult("no adaptation", main.x, flat_r, flat_s, episodes, notes))
+        flat_r = np.repeat(lead.returns[..., :1], steps + 1, axis=-1)
+        flat_s = None if lead.success is None else np.repeat(lead.success[..., :1], steps + 1, axis=-1)
+        notes = {"from": "step 0 of " + lead.name, "training": lead.notes.get("training")}
+        if isinstance(lead, PooledResult):
+            methods.append(
+                PooledResult(
+                    "no adaptation", lead.x, flat_r, flat_s, episodes, notes, run_labels=lead.run_labels
+                )
+            )
+        else:
+            methods.append(MethodResult("no adaptation", main.x, flat_r, flat_s, episodes, notes))
     if "multitask" in baselines and "multitask" not in skipped:
         say("multi-task baseline: checking the cache")
         methods.append(multitask_result(first, tasks, steps, seeds, cache, split, progress))
@@ -533,7 +699,8 @@ def evaluate(
     for b, why in skipped.items():
         log.info("baseline %s left out: %s", b, why)
     if name is None:
-        name = f"{split}-{time.strftime('%Y%m%d-%H%M%S')}"
+        by = "-by-algo" if grouped else ""
+        name = f"{split}{by}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(out_dir) if out_dir is not None else first.path / "eval" / name
     settings.update(
         {
@@ -545,11 +712,18 @@ def evaluate(
             "seconds": 0.0,
         }
     )
+    if grouped:
+        settings["group_by"] = group_by
+        settings["groups"] = {
+            m.name: [str(loaded[i].path) for i in idx] for m, idx in zip(methods, groups.values())
+        }
     settings["seconds"] = round(time.perf_counter() - t0, 2)
     title = (
         f"{first.config.family}, {split} tasks ({len(tasks)}), {len(seeds)} seed(s), "
         f"episodes of {horizon} steps"
     )
+    if grouped:
+        title += "\na group: mean of its runs, 95% CI resampling runs and tasks"
     say("writing the report")
     summary = write_report(out, methods, settings, tasks, title)
     save_states(out / STATES_FILE, main, first.config.family, seeds[0], first.config.family_options)

@@ -14,6 +14,12 @@ stratified by seed) and write ``eval/<name>/`` inside the run directory:
 * ``curves.png``   — the adaptation curves of all methods on one chart;
 * TensorBoard scalars ``eval/<method>/return/step`` (and ``.../success/step``),
   indexed by step, in the same directory.
+
+Several training runs of one method can be pooled into one (:class:`PooledResult`,
+``robometa evaluate --group-by algo``): its arrays gain a leading runs axis, its curve
+is the mean of the runs' means with a CI in which the training run is the unit
+(:func:`robometa.eval.stats.summarize_runs`), its rows in ``curves.csv`` add ``runs``
+and ``run_means`` (``run=mean;...``), and its rows in ``per_task.csv`` name the run.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from robometa.eval.stats import summarize
+from robometa.eval.stats import summarize, summarize_runs
 from robometa.runs import atomic_write_text
 from robometa.tags import AXIS_TITLES, eval_tag
 
@@ -68,6 +74,51 @@ class MethodResult:
         return rows
 
 
+@dataclass
+class PooledResult(MethodResult):
+    """Several training runs of one method as one: arrays shaped (runs, seeds, tasks,
+    steps), ``run_labels`` naming the runs in that order.
+
+    Per step, a run's score on a task is its mean over the evaluation seeds; the curve
+    is :func:`summarize_runs` of those (runs, tasks) scores (mean of the runs' means,
+    IQM of the run x task scores, CI resampling whole runs and tasks), and every row
+    lists each run's mean over tasks and seeds (``run_means``, in ``run_labels`` order).
+    """
+
+    run_labels: list[str] = field(default_factory=list)
+
+    def aggregate(self, n_boot: int = 2000) -> list[dict[str, Any]]:
+        rows = []
+        for k in self.steps:
+            scores = self.returns[..., k].mean(axis=1)  # (R, M): each run's mean over seeds
+            s = summarize_runs(scores, n_boot=n_boot)
+            row = {"method": self.name, "step": k, "episodes_seen": k * self.episodes_per_step, **s.to_dict()}
+            row["runs"] = len(scores)
+            row["run_means"] = [float(v) for v in scores.mean(axis=1)]
+            if self.success is not None:
+                succ = summarize_runs(self.success[..., k].mean(axis=1), n_boot=n_boot)
+                row["success_mean"] = succ.mean
+                row["success_ci_low"], row["success_ci_high"] = succ.ci_low, succ.ci_high
+            rows.append(row)
+        return rows
+
+    def per_run(self) -> list[tuple[str, MethodResult]]:
+        """Each run's own arrays (seeds, tasks, steps), with its label."""
+        return [
+            (
+                label,
+                MethodResult(
+                    self.name,
+                    self.x,
+                    self.returns[r],
+                    None if self.success is None else self.success[r],
+                    self.episodes_per_step,
+                ),
+            )
+            for r, label in enumerate(self.run_labels)
+        ]
+
+
 def write_report(
     out_dir: Path,
     methods: Sequence[MethodResult],
@@ -79,20 +130,11 @@ def write_report(
     """Write JSON, CSV, PNG and TensorBoard files under ``out_dir``; returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     aggregated = {m.name: m.aggregate(n_boot) for m in methods}
+    pooled = any(isinstance(m, PooledResult) for m in methods)
     summary = {
         "settings": settings,
         "tasks": [t.to_dict() for t in tasks],
-        "methods": {
-            m.name: {
-                "x": m.x,
-                "episodes_per_step": m.episodes_per_step,
-                "curve": aggregated[m.name],
-                "per_task_returns": m.returns.tolist(),
-                "per_task_success": None if m.success is None else m.success.tolist(),
-                "notes": m.notes,
-            }
-            for m in methods
-        },
+        "methods": {m.name: _method_entry(m, aggregated[m.name]) for m in methods},
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
 
@@ -101,31 +143,59 @@ def write_report(
         "method", "step", "episodes_seen", "n", "mean", "std", "iqm", "ci_low", "ci_high",
         "success_mean", "success_ci_low", "success_ci_high",
     ]  # fmt: skip
+    if pooled:
+        cols += ["runs", "run_means"]
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
-    for rows in aggregated.values():
-        writer.writerows(rows)
+    by_name = {m.name: m for m in methods}
+    for name, rows in aggregated.items():
+        for row in rows:
+            if "run_means" in row:  # run=mean;run=mean, in the order of the method's runs
+                means = zip(by_name[name].run_labels, row["run_means"])
+                row = {**row, "run_means": ";".join(f"{label}={v:.6g}" for label, v in means)}
+            writer.writerow(row)
     atomic_write_text(out_dir / "curves.csv", buf.getvalue())
 
     buf = io.StringIO()
     writer = csv.writer(buf)
     task_cols, task_rows = task_columns(tasks)
+    head = ["method", "run"] if pooled else ["method"]
     writer.writerow(
-        ["method", "seed_index", "task_index", "step", "episodes_seen", "return", "success", *task_cols]
+        [*head, "seed_index", "task_index", "step", "episodes_seen", "return", "success", *task_cols]
     )
     for m in methods:
-        S, M, K1 = m.returns.shape
-        for s in range(S):
-            for i in range(M):
-                for k in range(K1):
-                    succ = "" if m.success is None else f"{m.success[s, i, k]:.6g}"
-                    row = [m.name, s, i, k, k * m.episodes_per_step, f"{m.returns[s, i, k]:.6g}", succ]
-                    writer.writerow(row + [task_rows[i].get(c, "") for c in task_cols])
+        runs = m.per_run() if isinstance(m, PooledResult) else [("", m)]
+        for label, one in runs:
+            S, M, K1 = one.returns.shape
+            for s in range(S):
+                for i in range(M):
+                    for k in range(K1):
+                        succ = "" if one.success is None else f"{one.success[s, i, k]:.6g}"
+                        row = [m.name, label] if pooled else [m.name]
+                        row += [s, i, k, k * m.episodes_per_step, f"{one.returns[s, i, k]:.6g}", succ]
+                        writer.writerow(row + [task_rows[i].get(c, "") for c in task_cols])
     atomic_write_text(out_dir / "per_task.csv", buf.getvalue())
 
     plot_curves(out_dir / "curves.png", {m.name: (m, aggregated[m.name]) for m in methods}, title)
     _write_tensorboard(out_dir, aggregated)
     return summary
+
+
+def _method_entry(m: MethodResult, curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """A method's record in ``summary.json``; a pooled one names its runs (``runs``,
+    the leading axis of its per-task arrays)."""
+    entry: dict[str, Any] = {"x": m.x, "episodes_per_step": m.episodes_per_step}
+    if isinstance(m, PooledResult):
+        entry["runs"] = list(m.run_labels)
+    entry.update(
+        {
+            "curve": curve,
+            "per_task_returns": m.returns.tolist(),
+            "per_task_success": None if m.success is None else m.success.tolist(),
+            "notes": m.notes,
+        }
+    )
+    return entry
 
 
 def task_columns(tasks: Sequence[Any]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -4,6 +4,13 @@ The interquartile mean (IQM: the mean of the middle 50% of scores) and stratifie
 percentile-bootstrap confidence intervals follow Agarwal et al., "Deep RL at the
 Edge of the Statistical Precipice" (NeurIPS 2021), which recommends them over
 plain means for few-run RL evaluations.
+
+Several training runs of one method (:func:`summarize_runs`) are scored on a
+``(runs, tasks)`` matrix, as in that paper, but here every run is measured on every
+task: a run's luck is shared by all its tasks. Resampling runs independently per
+task (the paper's stratification, right when each task has runs of its own) would
+average that luck away; :func:`runs_bootstrap_ci` resamples whole runs instead, and
+the shared tasks with one draw for all runs.
 """
 
 from __future__ import annotations
@@ -51,9 +58,49 @@ def bootstrap_ci(
     for b in range(n_boot):
         picks = [row[rng.integers(0, row.size, row.size)] for row in x]
         stats[b] = statistic(np.concatenate(picks))
+    return _percentile_interval(stats, confidence)
+
+
+def _percentile_interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap replicates ``stats``."""
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def runs_bootstrap_ci(
+    scores: np.ndarray,
+    statistic=np.mean,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` over ``scores: (runs, tasks)``, where
+    every training run was measured on the same tasks (a crossed design).
+
+    Each replicate draws whole runs with replacement (the training run is the unit
+    of variation: one run's rows stay together) and, independently, tasks with
+    replacement, the same tasks for every drawn run (they are shared). Run-to-run
+    and task-to-task differences both widen the interval; the tasks also carry the
+    noise of each run's own mean (adaptation is random), which resampling a few
+    runs alone would take for run-to-run agreement. With one run it is a bootstrap
+    over tasks alone. Resampling both factors counts that noise somewhat more than
+    once (conservative), while resampling n runs sees only (n - 1) / n of the
+    variance of their means (optimistic with n = 3).
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"scores must be a non-empty (runs, tasks) matrix, got shape {x.shape}")
+    runs, tasks = x.shape
+    rng = np.random.default_rng(seed)
+    pick_runs = rng.integers(0, runs, (n_boot, runs))
+    pick_tasks = rng.integers(0, tasks, (n_boot, tasks))
+    resampled = x[pick_runs[:, :, None], pick_tasks[:, None, :]].reshape(n_boot, -1)
+    if statistic is np.mean:
+        stats = resampled.mean(axis=1)
+    else:
+        stats = np.array([statistic(row) for row in resampled])
+    return _percentile_interval(stats, confidence)
 
 
 @dataclass(frozen=True)
@@ -79,6 +126,29 @@ def summarize(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
     return Summary(
         n=int(flat.size),
         mean=float(flat.mean()),
+        std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
+        iqm=iqm(flat),
+        ci_low=low,
+        ci_high=high,
+    )
+
+
+def summarize_runs(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
+    """:class:`Summary` of several training runs of one method, the run as the unit.
+
+    ``scores: (runs, tasks)``, each run's score on each task (its mean over evaluation
+    seeds). The mean is the mean of the runs' means; the IQM is over the run x task
+    scores, as in Agarwal et al. (2021); the CI is :func:`runs_bootstrap_ci`'s; ``n``
+    counts the run x task scores and ``std`` is their standard deviation.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"scores must be a (runs, tasks) matrix, got shape {x.shape}")
+    flat = x.ravel()
+    low, high = runs_bootstrap_ci(x, np.mean, 0.95, n_boot, seed)
+    return Summary(
+        n=int(flat.size),
+        mean=float(x.mean(axis=1).mean()),
         std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
         iqm=iqm(flat),
         ci_low=low,
