@@ -7,12 +7,16 @@ env-steps/s of
   (b) robometa's Sampler, closed loop (one policy forward per control step);
   (c) gymnasium ``SyncVectorEnv`` of the robometa facade env, closed loop;
   (d) gymnasium ``AsyncVectorEnv`` of the facade env, closed loop;
-  (e) EnvPool ``HalfCheetah-v5`` / ``Ant-v5``, closed loop, where envpool is
-      installed and the family uses that robot (optional);
+  (e) EnvPool ``HalfCheetah-v5`` / ``Ant-v5`` (without contact forces, so it observes
+      what robometa's ant observes), closed loop, where envpool is installed and the
+      family uses that robot (optional);
 
 prints a table with ratios and writes JSON. Every closed-loop contender gets the
 same policy and the same torch thread setting (1 thread, which is what helps torch
-and the simulator share 2 cores).
+and the simulator share 2 cores). The contenders run in ``--repeats`` interleaved
+rounds (each round in a rotated order) and the best round of each counts, so the
+ratios of one run hold on a machine that other jobs share; the JSON also keeps every
+round, the process CPU time per env-step and the load average.
 
     python scripts/bench_sampler.py                       # cheetah-vel
     python scripts/bench_sampler.py --family cheetah-dir --out bench.json
@@ -40,9 +44,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -57,10 +63,26 @@ from robometa.sampling import Sampler
 from robometa.sim.batch_sim import default_nthread, rollout_pool
 from robometa.tasks import family_names, make_family
 
-ENVPOOL_IDS = {"cheetah": "HalfCheetah-v5", "ant": "Ant-v5"}
+# EnvPool's ids for robometa's robots, and the options that make its observation robometa's.
+ENVPOOL_IDS = {"cheetah": ("HalfCheetah-v5", {}), "ant": ("Ant-v5", {"use_contact_force": False})}
+
+# (env-steps, wall seconds, process CPU seconds) of one timed run
+Timing = tuple[int, float, float]
 
 
-def open_loop(family, tasks, horizon: int, seed: int) -> float:
+def _cpu_s() -> float:
+    """CPU seconds of this process, every thread (MuJoCo's and torch's included)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _timed(run: Callable[[], int]) -> Timing:
+    c0, t0 = _cpu_s(), time.perf_counter()
+    steps = run()
+    return steps, time.perf_counter() - t0, _cpu_s() - c0
+
+
+def open_loop(family, tasks, horizon: int, seed: int) -> Callable[[], Timing]:
     """(a) one rollout call over all envs and the whole horizon, random controls."""
     models = [family.model(t) for t in tasks]
     lay = family.layout
@@ -80,35 +102,43 @@ def open_loop(family, tasks, horizon: int, seed: int) -> float:
     ctrl = ctrl.reshape(len(models), nstep, lay.nu)
     state = np.empty((len(models), nstep, lay.nstate))
     sens = np.empty((len(models), nstep, lay.nsensordata))
-    t0 = time.perf_counter()
-    pool.rollout(models, datas, state0, ctrl, nstep=nstep, state=state, sensordata=sens, skip_checks=True)
-    return len(models) * horizon / (time.perf_counter() - t0)
+
+    def run() -> int:
+        pool.rollout(models, datas, state0, ctrl, nstep=nstep, state=state, sensordata=sens, skip_checks=True)
+        return len(models) * horizon
+
+    return lambda: _timed(run)
 
 
-def robometa_sampler(family, tasks, episodes: int, horizon: int, policy, seed: int) -> float:
+def robometa_sampler(family, tasks, episodes: int, horizon: int, policy, seed: int) -> Callable[[], Timing]:
     """(b) the Sampler, closed loop."""
     sampler = Sampler(family, device="cpu", seed=seed)
     sampler.sample(policy, tasks[:1], 1, horizon=2)  # warm up the pool and torch
-    t0 = time.perf_counter()
-    batch = sampler.sample(policy, tasks, episodes, horizon=horizon)
-    return batch.env_steps / (time.perf_counter() - t0)
+
+    def run() -> int:
+        return sampler.sample(policy, tasks, episodes, horizon=horizon).env_steps
+
+    return lambda: _timed(run)
 
 
-def closed_loop_vector_env(venv, policy, steps: int, seed: int | None) -> float:
+def closed_loop_vector_env(venv, policy, steps: int, seed: int | None) -> Callable[[], Timing]:
     """(c)/(d)/(e) a gymnasium-style vector env stepped with the same policy.
 
     ``seed=None`` for EnvPool, which takes its seed at construction.
     """
-    obs, _ = venv.reset() if seed is None else venv.reset(seed=seed)
-    n = obs.shape[0]
-    gen = torch.Generator().manual_seed(seed or 0)
-    iters = max(1, steps // n)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, n, -1)
-        action, _ = policy.act(obs_t, gen)
-        obs, *_ = venv.step(action.view(n, -1).numpy().astype(np.float64))
-    return n * iters / (time.perf_counter() - t0)
+
+    def run() -> int:
+        obs, _ = venv.reset() if seed is None else venv.reset(seed=seed)
+        n = obs.shape[0]
+        gen = torch.Generator().manual_seed(seed or 0)
+        iters = max(1, steps // n)
+        for _ in range(iters):
+            obs_t = torch.as_tensor(obs, dtype=torch.float32).view(1, n, -1)
+            action, _ = policy.act(obs_t, gen)
+            obs, *_ = venv.step(action.view(n, -1).numpy().astype(np.float64))
+        return n * iters
+
+    return lambda: _timed(run)
 
 
 def bench_family(name: str, args, policy_seed: int = 0) -> dict:
@@ -120,53 +150,77 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     torch.manual_seed(policy_seed)
     policy = GaussianMLPPolicy(family.obs_dim, family.layout.nu)
     envs_total = args.tasks * args.episodes
-    results: dict[str, float] = {}
-
-    results["open_loop_rollout"] = open_loop(
-        family, [t for t in tasks for _ in range(args.episodes)], horizon, args.seed
-    )
+    load_before = os.getloadavg()
     torch.set_num_threads(1)
-    results["robometa_sampler"] = robometa_sampler(family, tasks, args.episodes, horizon, policy, args.seed)
+    contenders: dict[str, Callable[[], Timing]] = {
+        "open_loop_rollout": open_loop(
+            family, [t for t in tasks for _ in range(args.episodes)], horizon, args.seed
+        ),
+        "robometa_sampler": robometa_sampler(family, tasks, args.episodes, horizon, policy, args.seed),
+    }
+    closers = []
 
     def facade(i: int):
         return lambda: gym.make(family.env_id, task=tasks[i % len(tasks)], **args.family_kwargs)
 
     sync = gym.vector.SyncVectorEnv([facade(i) for i in range(args.vec_envs)])
-    results["gym_sync_vector_env"] = closed_loop_vector_env(sync, policy, args.vec_steps, args.seed)
-    sync.close()
+    contenders["gym_sync_vector_env"] = closed_loop_vector_env(sync, policy, args.vec_steps, args.seed)
+    closers.append(sync.close)
     if not args.skip_async:
         asyn = gym.vector.AsyncVectorEnv([facade(i) for i in range(args.vec_envs)])
-        results["gym_async_vector_env"] = closed_loop_vector_env(asyn, policy, args.vec_steps, args.seed)
-        asyn.close()
+        contenders["gym_async_vector_env"] = closed_loop_vector_env(asyn, policy, args.vec_steps, args.seed)
+        closers.append(asyn.close)
+    envpool_note = "family's robot has no EnvPool counterpart"
     robot = name.split("-")[0]
     if robot in ENVPOOL_IDS:
         try:
             import envpool
         except ImportError:
-            pass
+            envpool_note = "envpool not installed (pip install envpool)"
         else:
+            env_id, options = ENVPOOL_IDS[robot]
             pool = envpool.make(
-                ENVPOOL_IDS[robot],
+                env_id,
                 env_type="gymnasium",
                 num_envs=envs_total,
                 batch_size=envs_total,
                 num_threads=default_nthread(),
                 seed=args.seed,
+                **options,
             )
-            # Only a like-for-like contender: EnvPool's Ant-v5 observes contact forces
-            # (105 values), which robometa's ant families do not.
+            closers.append(pool.close)
+            # Only a like-for-like contender: the same observation size as robometa's.
             if pool.observation_space.shape[-1] == family.obs_dim:
-                results["envpool"] = closed_loop_vector_env(pool, policy, envs_total * horizon, None)
-            pool.close()
-    ours = results["robometa_sampler"]
+                contenders["envpool"] = closed_loop_vector_env(pool, policy, envs_total * horizon, None)
+                envpool_note = f"{env_id} {options or ''}".strip()
+            else:
+                envpool_note = (
+                    f"{env_id} observes {pool.observation_space.shape[-1]} values, robometa {family.obs_dim}"
+                )
+
+    rounds: dict[str, list[Timing]] = {k: [] for k in contenders}
+    names = list(contenders)
+    for r in range(args.repeats):  # interleaved, each round in a rotated order
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            rounds[k].append(contenders[k]())
+    for close in closers:
+        close()
+    best = {k: max(n / w for n, w, _ in v) for k, v in rounds.items()}
+    ceiling, ours = best["open_loop_rollout"], best["robometa_sampler"]
     return {
         "family": name,
         "family_kwargs": args.family_kwargs,
         "envs": envs_total,
         "horizon": horizon,
         "vec_envs": args.vec_envs,
-        "steps_per_s": results,
-        "robometa_ratio_to": {k: ours / v for k, v in results.items() if k != "robometa_sampler"},
+        "repeats": args.repeats,
+        "envpool": envpool_note,
+        "steps_per_s": best,
+        "ratio_to_ceiling": {k: v / ceiling for k, v in best.items()},
+        "robometa_ratio_to": {k: ours / v for k, v in best.items() if k != "robometa_sampler"},
+        "cpu_us_per_env_step": {k: min(1e6 * c / n for n, _, c in v) for k, v in rounds.items()},
+        "rounds_steps_per_s": {k: [n / w for n, w, _ in v] for k, v in rounds.items()},
+        "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
     }
 
 
@@ -299,16 +353,23 @@ def print_ray_table(report: dict) -> None:
 
 
 def print_table(report: dict) -> None:
-    ours = report["steps_per_s"]["robometa_sampler"]
     options = f" {json.dumps(report['family_kwargs'])}" if report["family_kwargs"] else ""
     print(
         f"\n{report['family']}{options}: {report['envs']} envs x {report['horizon']} steps "
-        f"(vector envs: {report['vec_envs']})"
+        f"(vector envs: {report['vec_envs']}); best of {report['repeats']} interleaved rounds"
     )
-    print(f"{'contender':<24}{'env-steps/s':>14}{'robometa / it':>16}")
+    head = f"{'contender':<24}{'env-steps/s':>13}{'x ceiling':>11}{'robometa / it':>16}{'CPU us/step':>13}"
+    print(head + "\n" + "-" * len(head))
     for k, v in report["steps_per_s"].items():
-        ratio = "-" if k == "robometa_sampler" else f"{ours / v:.2f}x"
-        print(f"{k:<24}{v:>14,.0f}{ratio:>16}")
+        ratio = report["robometa_ratio_to"].get(k)
+        print(
+            f"{k:<24}{v:>13,.0f}{report['ratio_to_ceiling'][k]:>10.2f}x"
+            f"{'-' if ratio is None else f'{ratio:.2f}x':>16}{report['cpu_us_per_env_step'][k]:>13.1f}"
+        )
+    load = report["load_average_1_5_15"]
+    print(
+        f"envpool: {report['envpool']}; load average (1 min) {load['before'][0]:.1f} -> {load['after'][0]:.1f}"
+    )
 
 
 def main(argv=None) -> int:
@@ -339,7 +400,10 @@ def main(argv=None) -> int:
         "--ray-address", default=None, help="--sampler ray: join this cluster (default: a local runtime)"
     )
     p.add_argument(
-        "--repeats", type=int, default=3, help="--sampler ray: timed requests per sampler (best counts)"
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed rounds of every contender, interleaved (--sampler ray: requests per sampler); best counts",
     )
     args = p.parse_args(argv)
     if not isinstance(args.family_kwargs, dict):
@@ -356,6 +420,7 @@ def main(argv=None) -> int:
     meta = {
         "machine": platform.platform(),
         "cpus": default_nthread(),
+        "nice": os.nice(0),
         "mujoco": mujoco.__version__,
         "torch": torch.__version__,
         "torch_threads_while_sampling": 1,

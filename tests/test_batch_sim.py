@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 
 import numpy as np
@@ -221,3 +222,34 @@ def test_batch_sim_is_the_batch_backend_of_the_simulator_seam():
     assert action_size(fam) == 6 and not spec.has_success
     np.testing.assert_array_equal(spec.action_low, np.full((3, 6), -1.0))
     np.testing.assert_array_equal(spec.action_high, np.full((3, 6), 1.0))
+
+
+def _steps_in_child(fam, tasks, acts, out):
+    sim = BatchSim(fam, tasks, seeds=[1, 2, 3, 4], nthread=2)
+    sim.reset()
+    out.put([sim.step(a).obs for a in acts])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_steps_with_its_own_rollout_threads():
+    """The parent's multi-threaded rollout pool does not survive a fork (its threads stay
+    behind): a child that used the parent's copy would wait for them forever; it builds its own."""
+    import multiprocessing
+
+    fam = make_family("cheetah-vel")
+    tasks = fam.split_tasks("train", seed=0, n=4)
+    acts = _actions(fam, 4, 5)
+    parent = BatchSim(fam, tasks, seeds=[1, 2, 3, 4], nthread=2)  # the pool exists and has run
+    parent.reset()
+    want = [parent.step(a).obs for a in acts]
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_steps_in_child, args=(fam, tasks, acts, out))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+    assert child.exitcode == 0, "the forked child hung or failed"
+    for w, g in zip(want, out.get(timeout=5), strict=True):
+        np.testing.assert_array_equal(g, w)

@@ -70,6 +70,22 @@ def rollout_pool(nthread: int) -> rollout.Rollout:
         return pool
 
 
+_INHERITED: list[rollout.Rollout] = []  # a forked child's copies of its parent's pools
+
+
+def _forked() -> None:
+    # A forked child has the parent's pools but not their threads: a call would wait for
+    # them forever. It builds its own; the copies are kept, as destroying them would join
+    # threads that do not exist. (Simulators built before the fork keep the copies.)
+    global _POOLS_LOCK
+    _INHERITED.extend(_POOLS.values())
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class _Group:
     """Envs whose models share a size signature: one rollout call per step.
 
