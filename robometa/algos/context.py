@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from robometa.algos.context_config import ContextConfig
-from robometa.algos.rl2 import RL2, masked_mean, ppo_sequence_loss
+from robometa.algos.rl2 import RL2, masked_mean
 from robometa.policies.context import ContextPolicy
 
 
@@ -57,23 +57,12 @@ class ContextLearner(RL2):
         masks: Tensor,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """PPO's loss, plus ``kl_weight`` times the masked mean KL of the posterior (``pog``)."""
-        cfg = self.config
         means, values, kl, _ = self.policy.trial_outputs(inputs)
-        loss, parts = ppo_sequence_loss(
-            self.policy,
-            inputs,
-            actions,
-            old_log_probs,
-            advantages,
-            returns,
-            masks,
-            cfg.clip_eps,
-            cfg.value_coef,
-            cfg.entropy_coef,
-            outputs=(means, values),
+        loss, parts = super().minibatch_loss(
+            inputs, actions, old_log_probs, advantages, returns, masks, outputs=(means, values)
         )
         if kl is not None:
             kl_prior = masked_mean(kl, masks)
-            loss = loss + cfg.kl_weight * kl_prior
+            loss = loss + self.config.kl_weight * kl_prior
             parts["kl_prior"] = kl_prior.detach()
         return loss, parts

@@ -357,10 +357,11 @@ class RL2(MetaLearner):
         advantages: Tensor,
         returns: Tensor,
         masks: Tensor,
+        outputs: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss of one minibatch of whole trials and its detached parts (shapes as in
-        :func:`ppo_sequence_loss`). RL²'s is PPO's; a subclass may add terms, each
-        reported as a part of its own name (logged as ``loss/<name>``)."""
+        """The loss of one minibatch of whole trials and its detached parts (shapes and
+        ``outputs`` as in :func:`ppo_sequence_loss`). RL²'s is PPO's; a subclass may add
+        terms, each reported as a part of its own name (logged as ``loss/<name>``)."""
         cfg = self.config
         return ppo_sequence_loss(
             self.policy,
@@ -373,6 +374,7 @@ class RL2(MetaLearner):
             cfg.clip_eps,
             cfg.value_coef,
             cfg.entropy_coef,
+            outputs=outputs,
         )
 
     def _update(self, batch: TrialBatch) -> dict[str, float]:

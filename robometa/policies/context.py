@@ -67,7 +67,8 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal
+
+from robometa.policies.recurrent import RecurrentGaussianPolicy
 
 AGGREGATORS = ("mean", "attention", "pog")
 
@@ -354,28 +355,6 @@ class ContextPolicy(nn.Module):
         mean, value, state = self.sequence(inputs.unsqueeze(1), state)
         return mean.squeeze(1), value.squeeze(1), state
 
-    def distribution(self, mean: Tensor) -> Independent:
-        """The Gaussian over actions with the given means ``(..., act_dim)``."""
-        return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1)
-
-    def act(
-        self,
-        inputs: Tensor,
-        state: ContextState,
-        generator: torch.Generator | None = None,
-        deterministic: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor, ContextState]:
-        """Sample one step without gradient: ``inputs: (B, input_dim)``.
-
-        Returns actions ``(B, act_dim)``, their log-probabilities ``(B,)``, values
-        ``(B,)`` and the next state.
-        """
-        with torch.no_grad():
-            mean, value, state = self.step(inputs, state)
-            dist = self.distribution(mean)
-            if deterministic:
-                action = mean
-            else:
-                noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-                action = mean + dist.base_dist.scale * noise
-            return action, dist.log_prob(action), value, state
+    # The action Gaussian and one sampled step are RL²'s policy's (same heads, same noise draw).
+    distribution = RecurrentGaussianPolicy.distribution
+    act = RecurrentGaussianPolicy.act
