@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robometa.eval.stats import bootstrap_ci, iqm, summarize
+from robometa.eval.protocol import MethodResult
+from robometa.eval.stats import bootstrap_ci, iqm, summarize, summarize_tasks
 
 
 def test_iqm_known_values():
@@ -55,3 +56,26 @@ def test_summary_fields():
     assert s.std == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
     assert s.ci_low <= 2.5 <= s.ci_high
     assert set(s.to_dict()) == {"n", "mean", "std", "iqm", "ci_low", "ci_high"}
+
+
+def test_one_run_ci_resamples_held_out_tasks_not_seed_task_cells():
+    # 10 held-out tasks of very different difficulty, measured identically by 9
+    # evaluation seeds: the seeds add no information about a new task set, so the CI
+    # is a bootstrap over the 10 task means (half-width ~ 1.96 * 2.87 / sqrt(10) = 1.8),
+    # not over 90 independent cells (~0.6).
+    scores = np.tile(np.arange(10.0), (9, 1))  # (seeds, tasks)
+    s = summarize_tasks(scores, seed=2)
+    assert s.n == 90 and s.mean == 4.5
+    assert 3.0 < s.ci_high - s.ci_low < 4.5
+    # the same through an evaluated method's curve (returns and success)
+    result = MethodResult("maml", "adapt_step", scores[:, :, None], success=(scores[:, :, None] >= 5) * 1.0)
+    row = result.aggregate()[0]
+    assert 3.0 < row["ci_high"] - row["ci_low"] < 4.5
+    assert row["success_ci_high"] - row["success_ci_low"] > 0.4
+    # seeds that disagree on a task widen nothing beyond their task means
+    noisy = scores + np.random.default_rng(0).normal(0, 1, scores.shape)
+    assert summarize_tasks(noisy, seed=2).ci_low == pytest.approx(
+        summarize_tasks(noisy.mean(axis=0, keepdims=True).repeat(9, 0), seed=2).ci_low
+    )
+    with pytest.raises(ValueError, match="seeds, tasks"):
+        summarize_tasks(np.arange(3.0))

@@ -4,8 +4,9 @@ For every evaluation seed, the learner adapts to each task of the split
 (:meth:`robometa.algos.Algorithm.adaptation_data`, the protocol the trainer's
 periodic evaluation runs too) and we record the return (and success) after each
 amount of experience: step 0 is before any adaptation; step k is after k gradient
-steps (MAML) or in episode k+1 of a trial (RL²) (:mod:`robometa.tags`). Per step we aggregate over tasks and seeds (mean, IQM, 95% bootstrap CI,
-stratified by seed) and write ``eval/<name>/`` inside the run directory:
+steps (MAML) or in episode k+1 of a trial (RL²) (:mod:`robometa.tags`). Per step we aggregate over tasks and seeds (mean, IQM, and a
+95% bootstrap CI with the task as the unit, :func:`robometa.eval.stats.summarize_tasks`:
+the seeds measure the same tasks) and write ``eval/<name>/`` inside the run directory:
 
 * ``summary.json`` — settings, the aggregated curve of every method, per-task data;
 * ``curves.csv``   — one row per (method, step): mean, IQM, CI, success and its CI;
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from robometa.eval.stats import summarize, summarize_runs
+from robometa.eval.stats import summarize_runs, summarize_tasks
 from robometa.runs import atomic_write_text
 from robometa.tags import AXIS_TITLES, eval_tag
 
@@ -63,11 +64,11 @@ class MethodResult:
     def aggregate(self, n_boot: int = 2000) -> list[dict[str, Any]]:
         rows = []
         for k in self.steps:
-            s = summarize(self.returns[:, :, k], n_boot=n_boot)
+            s = summarize_tasks(self.returns[:, :, k], n_boot=n_boot)
             row = {"method": self.name, "step": k, "episodes_seen": k * self.episodes_per_step, **s.to_dict()}
             if self.success is not None:
-                # Success rates get the same stratified bootstrap CI as returns.
-                succ = summarize(self.success[:, :, k], n_boot=n_boot)
+                # Success rates get the same bootstrap CI over tasks as returns.
+                succ = summarize_tasks(self.success[:, :, k], n_boot=n_boot)
                 row["success_mean"] = float(self.success[:, :, k].mean())
                 row["success_ci_low"], row["success_ci_high"] = succ.ci_low, succ.ci_high
             rows.append(row)

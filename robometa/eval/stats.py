@@ -10,7 +10,8 @@ Several training runs of one method (:func:`summarize_runs`) are scored on a
 task: a run's luck is shared by all its tasks. Resampling runs independently per
 task (the paper's stratification, right when each task has runs of its own) would
 average that luck away; :func:`runs_bootstrap_ci` resamples whole runs instead, and
-the shared tasks with one draw for all runs.
+the shared tasks with one draw for all runs. One run's evaluation seeds share their
+tasks the same way (:func:`summarize_tasks` resamples tasks, not seed x task cells).
 """
 
 from __future__ import annotations
@@ -123,6 +124,32 @@ def summarize(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
     x = np.asarray(scores, dtype=np.float64)
     flat = x.ravel()
     low, high = bootstrap_ci(x, np.mean, 0.95, n_boot, seed)
+    return Summary(
+        n=int(flat.size),
+        mean=float(flat.mean()),
+        std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
+        iqm=iqm(flat),
+        ci_low=low,
+        ci_high=high,
+    )
+
+
+def summarize_tasks(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
+    """:class:`Summary` of one run on held-out tasks, the task as the unit.
+
+    ``scores: (seeds, tasks)``: every evaluation seed measures the same tasks, so a
+    task's luck is shared by its seeds. The CI resamples tasks (each task's mean over
+    the seeds), the variation a new set of held-out tasks would bring; resampling
+    tasks independently within each seed (:func:`bootstrap_ci`'s stratification)
+    would average that away and give an interval about ``sqrt(seeds)`` times too
+    narrow when tasks differ more than seeds. Mean, ``std``, IQM and ``n`` are over
+    the seed x task scores, as in :func:`summarize`.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"scores must be a non-empty (seeds, tasks) matrix, got shape {x.shape}")
+    flat = x.ravel()
+    low, high = runs_bootstrap_ci(x.mean(axis=0)[None], np.mean, 0.95, n_boot, seed)
     return Summary(
         n=int(flat.size),
         mean=float(flat.mean()),
