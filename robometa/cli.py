@@ -653,7 +653,8 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
         choices=GROUP_BY,
         default="run",
         help="run: one line per run (default); algo: the runs of each learner (e.g. its training "
-        "seeds) pooled into one line, the run as the unit of its 95%% CI",
+        "seeds) pooled into one line, the run as the unit of its 95%% CI; a learner is the algorithm "
+        "and its variant (context-mean, rl2-lstm)",
     )
     p.add_argument(
         "--name",

@@ -216,3 +216,34 @@ def test_runs_measured_differently_are_refused(runs, tmp_path, capsys):
     group = _summary(a, "k1")["methods"]["maml-trpo (2 runs)"]
     assert group["notes"]["config_differs"] == {"algo_params.inner_steps": {"maml-s0": 1, "deeper": 2}}
     assert "pools runs trained with different algo_params.inner_steps" in capsys.readouterr().out
+
+
+def test_variants_of_one_algorithm_are_different_learners(tmp_path):
+    # context-mean and context-attention share --algo context but are two learners:
+    # pooling them would report one learner's CI over another's runs.
+    tiny = ["iterations=1", "eval_every=0", "eval_tasks=2", "meta_batch_size=2", "trials_per_task=1",
+            "horizon=8", "hidden=8", "ppo_epochs=1", "minibatches=1"]  # fmt: skip
+    paths = []
+    for agg, seed in (("mean", 0), ("attention", 0), ("mean", 1)):
+        path = tmp_path / f"{agg}-s{seed}"
+        argv = ["train", "--algo", "context", "--aggregator", agg, "--family", "cheetah-vel"]
+        assert main([*argv, "--device", "cpu", "--run-dir", str(path), f"seed={seed}", *tiny]) == 0
+        paths.append(path)
+    argv = ["evaluate", *map(str, paths), "--tasks", "1", "--seeds", "0", "--baselines", ""]
+    assert main([*argv, "--group-by", "algo", "--name", "g"]) == 0
+    methods = _summary(paths[0], "g")["methods"]
+    assert set(methods) == {"context-mean (2 runs)", "context-attention (1 run)"}
+    assert main([*argv, "--name", "r"]) == 0  # one line per run, named by learner and run
+    assert set(_summary(paths[0], "r")["methods"]) == {
+        "context-mean (mean-s0)", "context-attention (attention-s0)", "context-mean (mean-s1)"
+    }  # fmt: skip
+
+
+def test_a_learner_is_its_algorithm_and_variant():
+    from robometa.configs import resolve_config
+
+    assert resolve_config(algo="rl2").learner == "rl2"
+    assert resolve_config(algo="rl2", overrides=["cell=lstm"]).learner == "rl2-lstm"
+    assert resolve_config(algo="snail").learner == "snail"
+    assert resolve_config(algo="context", overrides=["aggregator=pog"]).learner == "context-pog"
+    assert resolve_config(algo="maml-trpo").learner == "maml-trpo"

@@ -33,6 +33,11 @@ class ContextConfig(RL2Config):
     """pog only: weight of KL(posterior || N(0, I)), averaged over the trials' valid
     steps, in the loss (PEARL's kl_lambda = 0.1, Rakelly et al., 2019)."""
 
+    def variant(self) -> str | None:
+        """The aggregator: ``context-mean``, ``context-attention``, ``context-pog`` are
+        three learners in reports."""
+        return self.aggregator
+
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = [p for p in super().validate() if not p.startswith("unknown cell")]

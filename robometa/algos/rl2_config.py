@@ -52,6 +52,11 @@ class RL2Config:
     """Scale the reward input by the running std of per-step rewards, and the value
     targets by that of discounted trial returns (statistics are checkpointed)."""
 
+    def variant(self) -> str | None:
+        """What names this learner apart from RL² with the paper's GRU: the cell, when it
+        is an LSTM (``rl2-lstm`` in reports)."""
+        return None if self.cell == "gru" else self.cell
+
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = []

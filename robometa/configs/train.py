@@ -75,6 +75,15 @@ class TrainConfig:
     algo_params: Any = field(default=None)
     """The algorithm's config dataclass (e.g. :class:`MAMLTRPOConfig`)."""
 
+    @property
+    def learner(self) -> str:
+        """The learner's name in reports: ``algo``, with its variant where the algorithm
+        has one (``context-mean``, ``rl2-lstm``; ``algo_params.variant()``). Runs of
+        one learner pool under ``robometa evaluate --group-by algo``; different variants
+        of one algorithm are different learners."""
+        variant = getattr(self.algo_params, "variant", lambda: None)()
+        return self.algo if variant is None else f"{self.algo}-{variant}"
+
     def build_family(self) -> TaskFamily:
         """The run's task family, built with its ``family_options``."""
         from robometa.tasks import make_family

@@ -247,7 +247,7 @@ def learner_result(
     ]
     first = runs[0]
     return MethodResult(
-        name=loaded.config.algo,
+        name=loaded.config.learner,
         x=first.x,
         returns=np.stack([d.returns for d in runs]),
         success=None if first.success is None else np.stack([d.success for d in runs]),
@@ -547,7 +547,7 @@ def evaluate(
         if twice:  # pooled twice, one run would count as two independent ones
             raise RobometaError(f"cannot pool a run with itself: {', '.join(twice)} given more than once")
         for i, cfg in enumerate(configs):
-            groups.setdefault(cfg.algo, []).append(i)
+            groups.setdefault(cfg.learner, []).append(i)
         # The family first: tasks of one family mean nothing to another.
         for algo, idx in groups.items():
             members = [
@@ -595,7 +595,7 @@ def evaluate(
     names_seen: dict[str, int] = {}
     for lr, k in zip(loaded, run_steps):
         say(
-            f"adapting {lr.config.algo} ({lr.path.name}) to {len(tasks)} {split} tasks x {len(seeds)} seed(s)"
+            f"adapting {lr.config.learner} ({lr.path.name}) to {len(tasks)} {split} tasks x {len(seeds)} seed(s)"
         )
         m = learner_result(lr, tasks, k, seeds)
         m.notes["training"] = lr.training_budget()
