@@ -247,3 +247,5 @@ def test_a_learner_is_its_algorithm_and_variant():
     assert resolve_config(algo="snail").learner == "snail"
     assert resolve_config(algo="context", overrides=["aggregator=pog"]).learner == "context-pog"
     assert resolve_config(algo="maml-trpo").learner == "maml-trpo"
+    assert resolve_config(algo="maml-ppo", overrides=["learn_inner_lr=true"]).learner == "maml-ppo-meta-sgd"
+    assert resolve_config(algo="meta-lstm").learner == "meta-lstm"

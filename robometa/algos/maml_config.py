@@ -60,6 +60,11 @@ class MAMLConfig:
     numerics: the meta-gradient is within ~1% of float32 (0.55% relative at the
     paper's batch; ``tests/test_maml_fast_paths.py`` holds 3%)."""
 
+    def variant(self) -> str | None:
+        """``meta-sgd`` when the inner step sizes are learned (``maml-trpo-meta-sgd`` in
+        reports, apart from plain MAML's runs)."""
+        return "meta-sgd" if self.learn_inner_lr else None
+
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = []
