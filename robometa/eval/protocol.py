@@ -243,14 +243,13 @@ def plot_curves(path: Path, series: dict[str, tuple[MethodResult, list[dict[str,
         ax = axes[0, 1]
         for name, (m, rows) in series.items():
             if m.success is not None:
-                ax.plot(
-                    [r["episodes_seen"] for r in rows],
-                    [r["success_mean"] for r in rows],
-                    marker="o",
-                    label=name,
+                x = [r["episodes_seen"] for r in rows]
+                ax.plot(x, [r["success_mean"] for r in rows], marker="o", label=name)
+                ax.fill_between(
+                    x, [r["success_ci_low"] for r in rows], [r["success_ci_high"] for r in rows], alpha=0.2
                 )
         ax.set_xlabel("episodes of experience on the new task")
-        ax.set_ylabel("success rate")
+        ax.set_ylabel("success rate (mean, 95% CI)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     fig.tight_layout()
