@@ -16,7 +16,7 @@ tasks the same way (:func:`summarize_tasks` resamples tasks, not seed x task cel
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -148,16 +148,8 @@ def summarize_tasks(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Su
     x = np.asarray(scores, dtype=np.float64)
     if x.ndim != 2 or x.size == 0:
         raise ValueError(f"scores must be a non-empty (seeds, tasks) matrix, got shape {x.shape}")
-    flat = x.ravel()
     low, high = runs_bootstrap_ci(x.mean(axis=0)[None], np.mean, 0.95, n_boot, seed)
-    return Summary(
-        n=int(flat.size),
-        mean=float(flat.mean()),
-        std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
-        iqm=iqm(flat),
-        ci_low=low,
-        ci_high=high,
-    )
+    return replace(summarize(x.ravel(), seed, n_boot=1), ci_low=low, ci_high=high)
 
 
 def summarize_runs(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
