@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from toy_problems import make_batch, make_policy, random_adv
 
 from robometa.algos import baselines
 from robometa.algos.gae import discounted_returns, gae, normalize_per_task
@@ -19,47 +20,6 @@ from robometa.algos.trpo import (
     unflat,
 )
 from robometa.policies import GaussianMLPPolicy
-from robometa.sampling import EpisodeBatch
-
-# ------------------------------------------------------------------ fixtures
-
-
-def make_policy(seed: int = 0) -> GaussianMLPPolicy:
-    gen = torch.Generator().manual_seed(seed)
-    policy = GaussianMLPPolicy(3, 2, hidden=(5,), init_std=0.7).double()
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    return policy
-
-
-def make_batch(M: int, N: int, T: int, seed: int, policy=None, params=None) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    obs = torch.randn(M, N, T, 3, generator=gen, dtype=torch.float64)
-    actions = torch.randn(M, N, T, 2, generator=gen, dtype=torch.float64)
-    masks = torch.ones(M, N, T, dtype=torch.float64)
-    masks[0, 0, T - 2 :] = 0.0  # one episode ends early
-    if policy is not None:
-        with torch.no_grad():
-            log_probs = policy.distribution(obs, params, per_task=params is not None).log_prob(actions)
-    else:
-        log_probs = torch.zeros(M, N, T, dtype=torch.float64)
-    return EpisodeBatch(
-        obs=obs * masks[..., None],
-        actions=actions * masks[..., None],
-        rewards=torch.randn(M, N, T, generator=gen, dtype=torch.float64) * masks,
-        log_probs=log_probs * masks,
-        masks=masks,
-        terminated=torch.zeros(M, N, T, dtype=torch.float64),
-        final_obs=torch.zeros(M, N, 3, dtype=torch.float64),
-        success=torch.zeros(M, N, dtype=torch.float64),
-    )
-
-
-def random_adv(batch: EpisodeBatch, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch.masks.shape, generator=gen, dtype=torch.float64) * batch.masks
-
 
 # ------------------------------------------------------------------ GAE and baseline
 

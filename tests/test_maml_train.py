@@ -8,24 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from toy_problems import TINY_GRADIENT_RUN
 
 from robometa.cli import main
 from robometa.configs import resolve_config
 from robometa.runs import RunDir, load_checkpoint
 from robometa.trainer import Trainer
 
-TINY = [
-    "iterations=3",
-    "meta_batch_size=2",
-    "episodes_per_task=2",
-    "horizon=6",
-    "hidden=[8]",
-    "eval_every=2",
-    "eval_tasks=2",
-    "eval_steps=2",
-    "cg_iters=3",
-    "device=cpu",
-]
+TINY = [*TINY_GRADIENT_RUN, "cg_iters=3"]
 
 
 def tiny_config(*extra: str, algo: str = "maml-trpo"):

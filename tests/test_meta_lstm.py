@@ -7,48 +7,17 @@ import math
 
 import pytest
 import torch
+from toy_problems import make_batch, random_adv
+from toy_problems import make_policy as _make_policy
 
 from robometa.algos.maml import adapt
 from robometa.algos.meta_lstm import MetaLSTMOptimizer, adapt_lstm, lstm_meta_loss, preprocess
 from robometa.algos.trpo import flat, unflat
 from robometa.policies import GaussianMLPPolicy
-from robometa.sampling import EpisodeBatch
 
 
 def make_policy(seed: int = 0) -> GaussianMLPPolicy:
-    gen = torch.Generator().manual_seed(seed)
-    policy = GaussianMLPPolicy(3, 2, hidden=(4,), init_std=0.7).double()
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    return policy
-
-
-def make_batch(M: int, N: int, T: int, seed: int, policy=None, params=None) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    obs = torch.randn(M, N, T, 3, generator=gen, dtype=torch.float64)
-    actions = torch.randn(M, N, T, 2, generator=gen, dtype=torch.float64)
-    masks = torch.ones(M, N, T, dtype=torch.float64)
-    masks[0, 0, T - 2 :] = 0.0  # one episode ends early
-    log_probs = torch.zeros(M, N, T, dtype=torch.float64)
-    if policy is not None:
-        with torch.no_grad():
-            log_probs = policy.distribution(obs, params, per_task=params is not None).log_prob(actions)
-    return EpisodeBatch(
-        obs=obs * masks[..., None],
-        actions=actions * masks[..., None],
-        rewards=torch.randn(M, N, T, generator=gen, dtype=torch.float64) * masks,
-        log_probs=log_probs * masks,
-        masks=masks,
-        terminated=torch.zeros(M, N, T, dtype=torch.float64),
-        final_obs=torch.zeros(M, N, 3, dtype=torch.float64),
-        success=torch.zeros(M, N, dtype=torch.float64),
-    )
-
-
-def random_adv(batch: EpisodeBatch, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(batch.masks.shape, generator=gen, dtype=torch.float64) * batch.masks
+    return _make_policy(seed, hidden=(4,))
 
 
 def make_lstm(policy, inner_lr=0.1, per_weight=False, seed=None) -> MetaLSTMOptimizer:

@@ -7,23 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from toy_problems import TINY_GRADIENT_RUN
 
 from robometa.cli import main
 from robometa.configs import resolve_config
 from robometa.runs import RunDir, load_checkpoint
 from robometa.trainer import Trainer
 
-TINY = [
-    "iterations=3",
-    "meta_batch_size=2",
-    "episodes_per_task=2",
-    "horizon=6",
-    "hidden=[8]",
-    "eval_every=2",
-    "eval_tasks=2",
-    "eval_steps=2",
-    "device=cpu",
-]
+TINY = TINY_GRADIENT_RUN
 LEARNERS = {  # name -> (algo, its own settings)
     "reptile": ("reptile", ["inner_steps=2", "outer_lr_decay_iterations=3"]),
     "reptile-adam": ("reptile", ["inner_steps=1", "outer_optimizer=adam", "outer_lr=0.01"]),
