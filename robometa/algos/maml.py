@@ -423,7 +423,54 @@ def init_policy(policy: GaussianMLPPolicy, generator: torch.Generator) -> None:
 # ------------------------------------------------------------------ the learner
 
 
-class MAML(MetaLearner):
+class GradientLearner(MetaLearner):
+    """What the gradient-based learners (MAML, Meta-LSTM, Reptile) share: a Gaussian MLP
+    policy (``config.hidden``, ``activation``, ``init_std``) drawn from the seed, the
+    family's sampler, adaptation measured per inner gradient step, and a torch thread
+    setting for the learner on a CPU."""
+
+    curve_x = ADAPT_STEP  # adaptation is measured per gradient step
+
+    def setup(
+        self,
+        family: TaskFamily,
+        config: Any,
+        device: str | torch.device,
+        seed: int,
+        sampler_threads: int | None,
+        learner_threads: int | None,
+        backend: str,
+    ) -> None:
+        """Sets ``family``, ``config``, ``sampler``, ``device``, ``learner_threads``,
+        ``horizon`` and ``policy`` (on ``device``; weights from a generator of ``seed``)."""
+        self.family = family
+        self.config = config
+        self.sampler = Sampler(family, device, seed=seed, nthread=sampler_threads, backend=backend)
+        self.device = self.sampler.device
+        self.learner_threads = learner_threads
+        self.horizon = config.horizon or family.horizon
+        policy = GaussianMLPPolicy(
+            family.obs_dim, self.sampler.act_dim, config.hidden, config.activation, config.init_std
+        )
+        init_policy(policy, torch.Generator().manual_seed(int(seed)))
+        self.policy = policy.to(self.device)
+
+    @property
+    def trained_steps(self) -> int:
+        """Inner gradient steps of meta-training (``inner_steps``)."""
+        return int(self.config.inner_steps)
+
+    @property
+    def learner_threads(self) -> int | None:
+        """Torch threads of the inner and outer loops (``None``: leave torch's setting, always so off CPU)."""
+        return self._learner_threads
+
+    @learner_threads.setter
+    def learner_threads(self, threads: int | None) -> None:
+        self._learner_threads = threads if self.device.type == "cpu" else None
+
+
+class MAML(GradientLearner):
     """MAML-TRPO (``outer="trpo"``) or MAML-PPO (``outer="ppo"``) on one task family.
 
     Args:
@@ -448,22 +495,10 @@ class MAML(MetaLearner):
         learner_threads: int | None = 1,
         backend: str = "batch",
     ):
-        self.family = family
-        self.config = config
         self.outer = "ppo" if isinstance(config, MAMLPPOConfig) else "trpo"
         self.name = f"maml-{self.outer}"
-        self.curve_x = ADAPT_STEP  # adaptation is measured per gradient step
-        self.sampler = Sampler(family, device, seed=seed, nthread=sampler_threads, backend=backend)
-        self.device = self.sampler.device
-        self.learner_threads = learner_threads
+        self.setup(family, config, device, seed, sampler_threads, learner_threads, backend)
         self.task_chunk = CPU_TASK_CHUNK if self.device.type == "cpu" else None
-        self.horizon = config.horizon or family.horizon
-
-        gen = torch.Generator().manual_seed(int(seed))
-        act_dim = self.sampler.act_dim
-        policy = GaussianMLPPolicy(family.obs_dim, act_dim, config.hidden, config.activation, config.init_std)
-        init_policy(policy, gen)
-        self.policy = policy.to(self.device)
         self.step_sizes: dict[str, Tensor] | None = None
         if config.learn_inner_lr:
             self.step_sizes = {
@@ -475,20 +510,6 @@ class MAML(MetaLearner):
             self.optimizer = torch.optim.Adam(self.meta_parameters(), lr=config.outer_lr)
 
     # ---------------------------------------------------------------- parameters
-    @property
-    def trained_steps(self) -> int:
-        """Inner gradient steps of meta-training (``inner_steps``)."""
-        return int(self.config.inner_steps)
-
-    @property
-    def learner_threads(self) -> int | None:
-        """Torch threads of the inner and outer loops (``None``: leave torch's setting, always so off CPU)."""
-        return self._learner_threads
-
-    @learner_threads.setter
-    def learner_threads(self, threads: int | None) -> None:
-        self._learner_threads = threads if self.device.type == "cpu" else None
-
     def theta(self) -> Params:
         return dict(self.policy.named_parameters())
 

@@ -32,17 +32,15 @@ import torch
 from torch import Tensor
 
 from robometa.algos.base import (
-    ADAPT_STEP,
     AdaptationData,
     IterationResult,
-    MetaLearner,
     Stopwatch,
     throughput,
 )
-from robometa.algos.maml import advantages, init_policy, inner_gradient, learner_mode
+from robometa.algos.maml import GradientLearner, advantages, inner_gradient, learner_mode
 from robometa.algos.reptile_config import ReptileConfig
 from robometa.algos.trpo import flat
-from robometa.policies import BoundActor, GaussianMLPPolicy
+from robometa.policies import BoundActor
 from robometa.sampling import EpisodeBatch, Sampler
 from robometa.tasks.base import Task, TaskFamily
 
@@ -66,7 +64,7 @@ def linear_decay(outer_lr: float, iteration: int, decay_iterations: int | None) 
     return float(outer_lr) * max(0.0, 1.0 - iteration / decay_iterations)
 
 
-class Reptile(MetaLearner):
+class Reptile(GradientLearner):
     """Reptile with policy-gradient inner steps on one task family.
 
     Args:
@@ -91,37 +89,13 @@ class Reptile(MetaLearner):
         learner_threads: int | None = 1,
         backend: str = "batch",
     ):
-        self.family = family
-        self.config = config
-        self.curve_x = ADAPT_STEP
-        self.sampler = Sampler(family, device, seed=seed, nthread=sampler_threads, backend=backend)
-        self.device = self.sampler.device
-        self.learner_threads = learner_threads
-        self.horizon = config.horizon or family.horizon
-        policy = GaussianMLPPolicy(
-            family.obs_dim, self.sampler.act_dim, config.hidden, config.activation, config.init_std
-        )
-        init_policy(policy, torch.Generator().manual_seed(int(seed)))
-        self.policy = policy.to(self.device)
+        self.setup(family, config, device, seed, sampler_threads, learner_threads, backend)
         self.optimizer = (
             torch.optim.Adam(self.policy.parameters(), lr=config.outer_lr)
             if config.outer_optimizer == "adam"
             else None
         )
         self.iterations_done = 0  # drives the annealing of epsilon
-
-    @property
-    def trained_steps(self) -> int:
-        """Inner policy-gradient steps of meta-training (k)."""
-        return int(self.config.inner_steps)
-
-    @property
-    def learner_threads(self) -> int | None:
-        return self._learner_threads
-
-    @learner_threads.setter
-    def learner_threads(self, threads: int | None) -> None:
-        self._learner_threads = threads if self.device.type == "cpu" else None
 
     @property
     def outer_lr(self) -> float:
