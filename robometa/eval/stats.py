@@ -16,7 +16,7 @@ tasks the same way (:func:`summarize_tasks` resamples tasks, not seed x task cel
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -119,19 +119,24 @@ class Summary:
         return asdict(self)
 
 
+def _summary(x: np.ndarray, ci: tuple[float, float], mean: float | None = None) -> Summary:
+    """:class:`Summary` of the scores ``x`` (any shape, taken flat) with a CI computed by
+    the caller; ``mean`` defaults to the flat mean."""
+    flat = x.ravel()
+    return Summary(
+        n=int(flat.size),
+        mean=float(flat.mean()) if mean is None else mean,
+        std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
+        iqm=iqm(flat),
+        ci_low=ci[0],
+        ci_high=ci[1],
+    )
+
+
 def summarize(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
     """Mean, std, IQM and 95% bootstrap CI of the mean; ``scores: (n,)`` or ``(runs, n)``."""
     x = np.asarray(scores, dtype=np.float64)
-    flat = x.ravel()
-    low, high = bootstrap_ci(x, np.mean, 0.95, n_boot, seed)
-    return Summary(
-        n=int(flat.size),
-        mean=float(flat.mean()),
-        std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
-        iqm=iqm(flat),
-        ci_low=low,
-        ci_high=high,
-    )
+    return _summary(x, bootstrap_ci(x, np.mean, 0.95, n_boot, seed))
 
 
 def summarize_tasks(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
@@ -148,8 +153,7 @@ def summarize_tasks(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Su
     x = np.asarray(scores, dtype=np.float64)
     if x.ndim != 2 or x.size == 0:
         raise ValueError(f"scores must be a non-empty (seeds, tasks) matrix, got shape {x.shape}")
-    low, high = runs_bootstrap_ci(x.mean(axis=0)[None], np.mean, 0.95, n_boot, seed)
-    return replace(summarize(x.ravel(), seed, n_boot=1), ci_low=low, ci_high=high)
+    return _summary(x, runs_bootstrap_ci(x.mean(axis=0)[None], np.mean, 0.95, n_boot, seed))
 
 
 def summarize_runs(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Summary:
@@ -163,13 +167,4 @@ def summarize_runs(scores: np.ndarray, seed: int = 0, n_boot: int = 2000) -> Sum
     x = np.asarray(scores, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"scores must be a (runs, tasks) matrix, got shape {x.shape}")
-    flat = x.ravel()
-    low, high = runs_bootstrap_ci(x, np.mean, 0.95, n_boot, seed)
-    return Summary(
-        n=int(flat.size),
-        mean=float(x.mean(axis=1).mean()),
-        std=float(flat.std(ddof=1)) if flat.size > 1 else 0.0,
-        iqm=iqm(flat),
-        ci_low=low,
-        ci_high=high,
-    )
+    return _summary(x, runs_bootstrap_ci(x, np.mean, 0.95, n_boot, seed), mean=float(x.mean(axis=1).mean()))
