@@ -31,13 +31,19 @@ import numpy as np
 from robometa.errors import RobometaError
 
 
+def windows(starts: list[int], T: int) -> list[tuple[int, int]]:
+    """The windows ``[starts[w], starts[w+1])`` of an episode of ``T`` steps, the last
+    one running to ``T``; those that start at or after ``T`` are left out."""
+    bounds = [s for s in starts if s < T] + [T]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def window_means(rewards: np.ndarray, starts: list[int]) -> np.ndarray:
     """``rewards: (K+1, M, T)`` -> ``(K+1, W)``: the mean reward per step over tasks and
-    the steps of each window ``[starts[w], starts[w+1])`` (the last one runs to ``T``);
-    windows that start at or after ``T`` are left out."""
-    T = rewards.shape[-1]
-    bounds = [s for s in starts if s < T] + [T]
-    return np.stack([rewards[..., a:b].mean(axis=(-2, -1)) for a, b in zip(bounds[:-1], bounds[1:])], axis=-1)
+    the steps of each of :func:`windows`."""
+    return np.stack(
+        [rewards[..., a:b].mean(axis=(-2, -1)) for a, b in windows(starts, rewards.shape[-1])], axis=-1
+    )
 
 
 def measure(
@@ -49,17 +55,14 @@ def measure(
     tasks = held_out_tasks(config, config.build_family(), split, n_tasks)
     loaded = load_run(run, checkpoint, "cpu", split, tasks)
     data = loaded.algo.adaptation_data(tasks, loaded.algo.trained_steps, seed=seed, record_states=True)
-    means = window_means(data.rewards, starts)
-    T = data.rewards.shape[-1]
-    bounds = [s for s in starts if s < T] + [T]
     return {
         "run": run,
         "learner": config.learner,
         "x": data.x,
         "checkpoint": loaded.checkpoint_info(),
         "tasks": len(tasks),
-        "windows": [[a, b] for a, b in zip(bounds[:-1], bounds[1:])],
-        "reward_per_step": means.tolist(),  # (steps, windows)
+        "windows": [[a, b] for a, b in windows(starts, data.rewards.shape[-1])],
+        "reward_per_step": window_means(data.rewards, starts).tolist(),  # (steps, windows)
         "returns": data.returns.mean(axis=0).tolist(),
     }
 
