@@ -178,18 +178,26 @@ def _files(*runs):
     return {p for run in runs for p in run.rglob("*")}
 
 
-def test_a_group_of_two_families_is_refused(runs, tmp_path, capsys):
-    a, _ = runs
-    other = _copy(a, tmp_path / "dir", lambda t: t.replace("family: cheetah-vel", "family: cheetah-dir"))
+def _pooling_refused(capsys, a, other) -> str:
+    """``evaluate a other --group-by algo`` exits 2 with one line on stderr, prints
+    nothing else and writes nothing; returns that line."""
     before = _files(a, other)
     assert main(["evaluate", str(a), str(other), *EVAL, "--group-by", "algo"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "\n" not in err.strip()  # one line in all
+    assert _files(a, other) == before  # nothing written
+    return err
+
+
+def test_a_group_of_two_families_is_refused(runs, tmp_path, capsys):
+    a, _ = runs
+    other = _copy(a, tmp_path / "dir", lambda t: t.replace("family: cheetah-vel", "family: cheetah-dir"))
+    err = _pooling_refused(capsys, a, other)
     assert (
         "cannot pool the 2 maml-trpo runs, which differ in family: cheetah-vel (maml-s0), cheetah-dir (dir)"
         in err
     )
-    assert _files(a, other) == before  # nothing written
+    before = _files(a, other)
     # nor can one run be pooled with itself, as if it were two
     assert main(["evaluate", str(a), str(a), *EVAL, "--group-by", "algo"]) == 2
     assert "cannot pool a run with itself" in capsys.readouterr().err
@@ -199,13 +207,9 @@ def test_a_group_of_two_families_is_refused(runs, tmp_path, capsys):
 def test_runs_measured_differently_are_refused(runs, tmp_path, capsys):
     a, b = runs
     more = _copy(b, tmp_path / "more", lambda t: t.replace("episodes_per_task: 2", "episodes_per_task: 3"))
-    before = _files(a, more)
-    assert main(["evaluate", str(a), str(more), *EVAL, "--group-by", "algo"]) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and "\n" not in err.strip()
+    err = _pooling_refused(capsys, a, more)
     assert "differ in episodes per step: 2 (maml-s0), 3 (more)" in err
     assert "--group-by run" in err
-    assert _files(a, more) == before
     # trained for different adaptation steps: refused unless told how far to adapt
     deeper = _copy(b, tmp_path / "deeper", lambda t: t.replace("inner_steps: 1", "inner_steps: 2"))
     argv = ["evaluate", str(a), str(deeper), "--tasks", "1", "--seeds", "0", "--baselines", ""]
