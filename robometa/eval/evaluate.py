@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -642,14 +642,10 @@ def evaluate(
         flat_r = np.repeat(lead.returns[..., :1], steps + 1, axis=-1)
         flat_s = None if lead.success is None else np.repeat(lead.success[..., :1], steps + 1, axis=-1)
         notes = {"from": "step 0 of " + lead.name, "training": lead.notes.get("training")}
-        if isinstance(lead, PooledResult):
-            methods.append(
-                PooledResult(
-                    "no adaptation", lead.x, flat_r, flat_s, episodes, notes, run_labels=lead.run_labels
-                )
-            )
-        else:
-            methods.append(MethodResult("no adaptation", main.x, flat_r, flat_s, episodes, notes))
+        # Same class as the lead (a pooled group keeps its run labels), its own arrays.
+        methods.append(
+            replace(lead, name="no adaptation", returns=flat_r, success=flat_s, notes=notes, recorded=None)
+        )
     if "multitask" in baselines and "multitask" not in skipped:
         say("multi-task baseline: checking the cache")
         methods.append(multitask_result(first, tasks, steps, seeds, cache, split, progress))
