@@ -1,4 +1,4 @@
-"""Time per MAML meta-iteration, split into sampling / inner loop / outer loop.
+"""Time per MAML (or RL²) meta-iteration, split into sampling / inner loop / outer loop.
 
 At the paper preset (40 tasks x 20 episodes x 200 steps, before and after one
 inner step: 320,000 env steps per iteration) this runs a few meta-iterations of
@@ -15,6 +15,13 @@ iterations alternate between them on the same tasks, and untimed warm-up
 iterations first absorb one-off costs (``torch.compile``, allocator pools). The
 machine's load average is recorded with the results, since a shared machine slows
 everything in it.
+
+RL² (``--algo rl2``) is timed the same way: its outer loop is the PPO update
+(backpropagation through whole trials), it has no inner loop. For example, its
+GRU's backward pass through time, robometa's against autograd's, side by side::
+
+    python scripts/bench_maml.py --algo rl2 --preset quick --iterations 5 \
+        --variant autograd="fused_bptt=false" --variant fused=""
 
 It also times the second-order meta-gradient on the same data with all tasks in
 one batched pass (what MAML does on a GPU), in groups of ``CPU_TASK_CHUNK`` tasks
@@ -132,6 +139,7 @@ def bench(
                     file=sys.stderr,
                 )
                 continue
+            res.metrics.setdefault("time/inner", 0.0)  # RL² has no inner loop
             keys = ["time/sampling", "time/inner", "time/outer", "sim/steps_per_s"]
             keys += [
                 k for k in res.metrics if k.startswith("time/outer_") or k == "train/line_search_backtracks"
@@ -147,7 +155,8 @@ def bench(
         r["overrides"] = settings[name]
         out[name] = r
 
-    if chunks:  # batched vs looped meta-gradient on one fresh meta-batch, first variant's learner
+    # Batched vs looped meta-gradient on one fresh meta-batch, first variant's learner (MAML only).
+    if chunks and algo_name.startswith("maml"):
         algo = next(iter(learners.values()))[2]
         tasks = family.sample_tasks(cfg.algo_params.meta_batch_size, rng, "train")
         batches, advs = algo._rollouts(algo.sampler, tasks, 1, cfg.algo_params.episodes_per_task, Stopwatch())
@@ -215,7 +224,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings for every variant")
     maml = [n for n in algorithm_names() if n.startswith("maml")]
-    ap.add_argument("--algo", nargs="+", default=maml, choices=maml)
+    ap.add_argument("--algo", nargs="+", default=maml, choices=[*maml, "rl2"])
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument(

@@ -250,7 +250,7 @@ class RL2(MetaLearner):
         RL² only in the policy (SNAIL, the context learners) override this.
         """
         cfg = self.config
-        return RecurrentGaussianPolicy(obs_dim, act_dim, cfg.hidden, cfg.cell, cfg.init_std)
+        return RecurrentGaussianPolicy(obs_dim, act_dim, cfg.hidden, cfg.cell, cfg.init_std, cfg.fused_bptt)
 
     @property
     def trained_steps(self) -> int:

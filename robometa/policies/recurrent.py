@@ -10,7 +10,10 @@ Two heads read the cell's output: the mean of a diagonal Gaussian over actions
 (with a state-independent log standard deviation) and a scalar value estimate.
 The same weights run one step at a time while sampling (:meth:`step`) and over
 whole trials while learning (:meth:`sequence`); both go through one
-``torch.nn.GRU`` / ``torch.nn.LSTM`` module.
+``torch.nn.GRU`` / ``torch.nn.LSTM`` module. On a CPU, a GRU's trials are
+backpropagated by :func:`robometa.policies.gru_bptt.gru_sequence` (same forward,
+gradients equal autograd's to float32 rounding, ~3x faster) unless ``fused_bptt``
+is off.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import math
 import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
+
+from robometa.policies.gru_bptt import gru_sequence
 
 CELLS = ("gru", "lstm")
 
@@ -62,10 +67,19 @@ class RecurrentGaussianPolicy(nn.Module):
         hidden: width of the recurrent state.
         cell: ``gru`` (default) or ``lstm``.
         init_std: initial standard deviation of every action dimension.
+        fused_bptt: on a CPU, backpropagate through a GRU's sequences with
+            :func:`~robometa.policies.gru_bptt.gru_sequence` instead of autograd's
+            per-step graph (no effect with an LSTM, on a GPU, or without gradients).
     """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, hidden: int = 64, cell: str = "gru", init_std: float = 1.0
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: int = 64,
+        cell: str = "gru",
+        init_std: float = 1.0,
+        fused_bptt: bool = True,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -73,6 +87,7 @@ class RecurrentGaussianPolicy(nn.Module):
 
             raise choice_error("recurrent cell", cell, CELLS)
         self.obs_dim, self.act_dim, self.hidden, self.cell = obs_dim, act_dim, hidden, cell
+        self.fused_bptt = fused_bptt
         self.input_dim = obs_dim + act_dim + 2
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn(self.input_dim, hidden, batch_first=True)
@@ -107,7 +122,10 @@ class RecurrentGaussianPolicy(nn.Module):
         Returns the action means ``(B, L, act_dim)``, values ``(B, L)`` and the
         hidden state after step ``L-1``. ``state=None`` starts new trials.
         """
-        out, state = self.rnn(inputs, state)
+        if self.fused_bptt and self.cell == "gru" and inputs.device.type == "cpu" and torch.is_grad_enabled():
+            out, state = gru_sequence(self.rnn, inputs, state)
+        else:
+            out, state = self.rnn(inputs, state)
         return self.mean_head(out), self.value_head(out).squeeze(-1), state
 
     def step(self, inputs: Tensor, state: Hidden) -> tuple[Tensor, Tensor, Hidden]:
