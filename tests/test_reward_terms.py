@@ -1,0 +1,51 @@
+"""scripts/reward_terms.py: a gradient learner's reward split into its terms, per adaptation step."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from toy_problems import TINY_GRADIENT_RUN
+
+from robometa.cli import main as robometa
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reward_terms.py"
+
+
+@pytest.fixture(scope="module")
+def rt():
+    spec = importlib.util.spec_from_file_location("reward_terms", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_terms_add_up_to_the_return_at_every_step(rt, tmp_path, capsys):
+    run = tmp_path / "maml"
+    args = ["train", "--algo", "maml-trpo", "--family", "ant-dir", "--run-dir", str(run), *TINY_GRADIENT_RUN]
+    assert robometa(args) == 0
+    out = tmp_path / "t.json"
+    assert rt.main([str(run), "--adapt-steps", "2", "--out", str(out)]) == 0
+    (result,) = json.loads(out.read_text())
+    assert [r["step"] for r in result["steps"]] == [0, 1, 2]
+    for r in result["steps"]:
+        assert {"forward", "healthy", "ctrl"} <= set(r["terms"])
+        assert sum(r["terms"].values()) == pytest.approx(r["return"], rel=1e-5, abs=1e-6)
+        assert 0 < r["length"] <= result["horizon"] and 0.0 <= r["terminated"] <= 1.0
+    assert "| step | return |" in capsys.readouterr().out
+    assert rt.main([str(run), "--untrained", "--adapt-steps", "0"]) == 0
+
+
+def test_bad_input_is_one_line_and_status_2(rt, tmp_path, capsys):
+    run = tmp_path / "rl2"
+    tiny = ["iterations=1", "eval_every=0", "eval_tasks=2", "meta_batch_size=2", "trials_per_task=1",
+            "horizon=8", "hidden=8", "ppo_epochs=1", "minibatches=1"]  # fmt: skip
+    assert robometa(["train", "--algo", "rl2", "--family", "cheetah-vel", "--run-dir", str(run), *tiny]) == 0
+    capsys.readouterr()
+    assert rt.main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "does not adapt by gradient steps" in err and len(err.strip().splitlines()) == 1
+    assert rt.main([str(tmp_path / "missing")]) == 2
+    assert rt.main([str(run), "--tasks", "0"]) == 2
