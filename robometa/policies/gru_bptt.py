@@ -10,7 +10,7 @@ How: the forward pass is the module's own, run without recording (so its outputs
 are bit-identical to ``rnn(x, h0)``). The backward pass recomputes the gates of
 *every* step at once from the saved outputs (``h_{t-1}`` is the previous output),
 since they depend only on the forward values; then only the recursion of the
-hidden state's gradient is sequential (2 ops per step), and the weight and input
+hidden state's gradient is sequential (3 ops per step), and the weight and input
 gradients are one matrix product each over all steps.
 
 The GRU, as PyTorch defines it (gates in the order r, z, n of ``weight_ih_l0``)::
@@ -59,21 +59,18 @@ class _GRUSequence(torch.autograd.Function):
         a_n = (1 - z) * (1 - n * n)
         c_r = a_n * gh[:, :, 2] * r * (1 - r)
         c_z = (h_prev - n) * z * (1 - z)
-        # d(W_h* h) = g * coef[:, :, :3]; the 4th row carries dL/dh = g z + d(W_h* h) W_hh
-        # through one product with [W_hh; I], so a step is two ops.
-        coef = torch.stack([c_r, c_z, a_n * r, z], 2)  # (L, B, 4, H)
-        w_ext = torch.cat([w_hh, torch.eye(H, dtype=w_hh.dtype, device=w_hh.device)], 0)  # (4H, H)
+        coef = torch.stack([c_r, c_z, a_n * r], 2)  # (L, B, 3, H): d(W_h* h) = g * coef
         g_out = g_out.transpose(0, 1).contiguous()
         dh = torch.empty(L, B, H, dtype=out.dtype, device=out.device)  # dL/dh' of every step
-        d_ext = torch.empty(L, B, 4, H, dtype=out.dtype, device=out.device)
+        d_gh = torch.empty(L, B, 3, H, dtype=out.dtype, device=out.device)
         torch.add(g_out[L - 1], g_last, out=dh[L - 1])  # the last step: also from the returned state
         for t in range(L - 1, 0, -1):
-            torch.mul(dh[t].unsqueeze(1), coef[t], out=d_ext[t])
-            torch.addmm(g_out[t - 1], d_ext[t].view(B, 4 * H), w_ext, out=dh[t - 1])
-        torch.mul(dh[0].unsqueeze(1), coef[0], out=d_ext[0])
-        d_h0 = d_ext[0].view(B, 4 * H) @ w_ext
-        d_gh = d_ext[:, :, :3]
-        d_gh = d_gh.reshape(L * B, 3 * H)
+            torch.mul(dh[t].unsqueeze(1), coef[t], out=d_gh[t])
+            # dL/dh_{t-1}: its own output's gradient + g z + d(W_h* h) W_hh
+            torch.addmm(torch.addcmul(g_out[t - 1], dh[t], z[t]), d_gh[t].view(B, 3 * H), w_hh, out=dh[t - 1])
+        torch.mul(dh[0].unsqueeze(1), coef[0], out=d_gh[0])
+        d_h0 = torch.addmm(dh[0] * z[0], d_gh[0].view(B, 3 * H), w_hh)
+        d_gh = d_gh.view(L * B, 3 * H)
         d_gi = (dh.unsqueeze(2) * torch.stack([c_r, c_z, a_n], 2)).view(L * B, 3 * H)
         d_x = (d_gi @ w_ih).view(L, B, -1).transpose(0, 1)
         return (
