@@ -12,7 +12,7 @@ The same weights run one step at a time while sampling (:meth:`step`) and over
 whole trials while learning (:meth:`sequence`); both go through one
 ``torch.nn.GRU`` / ``torch.nn.LSTM`` module. On a CPU, a GRU's trials are
 backpropagated by :func:`robometa.policies.gru_bptt.gru_sequence` (same forward,
-gradients equal autograd's to float32 rounding, ~3x faster) unless ``fused_bptt``
+gradients equal autograd's to float32 rounding, faster) unless ``fused_bptt``
 is off.
 """
 
