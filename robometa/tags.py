@@ -110,6 +110,16 @@ def curve_scalars(curve: CurveLike) -> dict[str, float]:
     return out
 
 
+def term_scalars(x: str, per_step: list[Mapping[str, float]]) -> dict[str, float]:
+    """``terms/<term>/<step name>`` for the mean episode sum of each reward term at each
+    step of a curve on axis ``x`` (``per_step[k]``: term name -> value at step ``k``)."""
+    return {
+        f"terms/{name}/{step_name(x, k)}": float(v)
+        for k, terms in enumerate(per_step)
+        for name, v in terms.items()
+    }
+
+
 # ------------------------------------------------------------------ other tags of a run
 
 CURVE_IMAGE = "adapt_test/curve"
@@ -132,6 +142,7 @@ SCALARS: dict[str, str] = {
     rf"adapt_val/(return|success)/{_STEP}": "validation tasks: the only curve a choice (best.pt) looks at",
     rf"adapt_test/(return|success)/{_STEP}": "held-out test tasks, for watching only",
     r"eval/[^/]+/(return|success)/step": "robometa evaluate: a method's curve, indexed by step",
+    rf"terms/[^/]+/{_STEP}": "training tasks: mean episode sum of one reward term (the family's units) at each step",
     # the trainer
     ENV_STEPS_TOTAL: "environment steps sampled since the run started",
     ITERATION_TIME: "wall time of the iteration, evaluations included (s)",
@@ -246,6 +257,7 @@ def custom_scalars_layout(
         "train/": "meta-update: policy",
         "time/": "time per iteration (s)",
         "sim/": "simulation",
+        "terms/": "reward terms: mean episode sum on the training tasks",
     }
     tags = sorted(set(metric_tags) | {ENV_STEPS_TOTAL, ITERATION_TIME})
     for prefix, title in groups.items():

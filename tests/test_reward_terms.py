@@ -49,3 +49,46 @@ def test_bad_input_is_one_line_and_status_2(rt, tmp_path, capsys):
     assert "does not adapt by gradient steps" in err and len(err.strip().splitlines()) == 1
     assert rt.main([str(tmp_path / "missing")]) == 2
     assert rt.main([str(run), "--tasks", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    "algo, overrides",
+    [
+        ("maml-trpo", ["meta_batch_size=2", "episodes_per_task=2", "horizon=6", "hidden=[8]"]),
+        ("reptile", ["meta_batch_size=2", "episodes_per_task=2", "horizon=6", "hidden=[8]"]),
+        (
+            "rl2",
+            [
+                "meta_batch_size=2",
+                "trials_per_task=1",
+                "horizon=6",
+                "hidden=8",
+                "minibatches=1",
+                "ppo_epochs=1",
+            ],
+        ),
+    ],
+)
+def test_every_iteration_logs_the_terms_of_its_training_curve(algo, overrides):
+    import numpy as np
+
+    from robometa.algos import make_algorithm
+    from robometa.configs import resolve_config
+    from robometa.tags import declared, step_name
+    from robometa.tasks import make_family
+
+    cfg = resolve_config(algo=algo, preset="quick", overrides=overrides, seed=0, device="cpu")
+    family = make_family("ant-dir")
+    learner = make_algorithm(algo, family, cfg.algo_params, "cpu", 0)
+    result = learner.iteration(family.sample_tasks(2, np.random.default_rng(0), "train"))
+    curve = result.curve
+    for k, ret in zip(curve.steps, curve.return_mean, strict=True):
+        terms = {
+            t: v
+            for t, v in result.metrics.items()
+            if t.startswith("terms/") and t.endswith(step_name(curve.x, k))
+        }
+        assert {f"terms/{n}/{step_name(curve.x, k)}" for n in ("forward", "healthy", "ctrl")} <= set(terms)
+        assert all(declared(t) for t in terms)
+        # the terms of step k add up to the curve's return at step k (equal episodes per task)
+        assert sum(terms.values()) == pytest.approx(ret, rel=1e-4, abs=1e-4)

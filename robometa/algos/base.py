@@ -19,14 +19,14 @@ import contextlib
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from robometa.tags import ADAPT_STEP, EPISODE, STEP_AXES, check_axis
+from robometa.tags import ADAPT_STEP, EPISODE, STEP_AXES, check_axis, term_scalars
 from robometa.tasks.base import Task, TaskFamily
 
 if TYPE_CHECKING:
@@ -326,6 +326,13 @@ def throughput(sampling_s: float, learner_s: float, env_steps: int) -> dict[str,
     }
 
 
+def term_metrics(x: str, per_step: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, float]:
+    """``terms/<term>/<step name>`` scalars (:func:`robometa.tags.term_scalars`): the mean
+    over episodes of each reward term's episode sum at every step of a training curve.
+    ``per_step[k]``: term name -> episode sums of step ``k`` (any shape)."""
+    return term_scalars(x, [{n: float(v.double().mean()) for n, v in terms.items()} for terms in per_step])
+
+
 __all__ = [
     "ADAPT_STEP",
     "CURVE_AXES",
@@ -337,5 +344,6 @@ __all__ = [
     "IterationResult",
     "MetaLearner",
     "Stopwatch",
+    "term_metrics",
     "throughput",
 ]

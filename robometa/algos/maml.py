@@ -49,6 +49,7 @@ from robometa.algos.base import (
     IterationResult,
     MetaLearner,
     Stopwatch,
+    term_metrics,
     throughput,
 )
 from robometa.algos.gae import discounted_returns, gae, normalize_per_task
@@ -604,6 +605,7 @@ class MAML(GradientLearner):
             }
         )
         metrics.update(self.sampler.pop_metrics())  # sim/instabilities
+        metrics.update(term_metrics(self.curve_x, [b.reward_terms for b in batches]))
         return IterationResult(curve=self._curve(batches, "train"), metrics=metrics, env_steps=env_steps)
 
     def _chunks(self, pre, pre_advs, post, post_adv) -> list[_Chunk]:

@@ -35,6 +35,7 @@ from robometa.algos.base import (
     AdaptationData,
     IterationResult,
     Stopwatch,
+    term_metrics,
     throughput,
 )
 from robometa.algos.maml import GradientLearner, advantages, inner_gradient, learner_mode
@@ -179,6 +180,7 @@ class Reptile(GradientLearner):
             **throughput(seconds["sampling"], seconds["inner"] + seconds["outer"], env_steps),
         }
         metrics.update(self.sampler.pop_metrics())  # sim/instabilities
+        metrics.update(term_metrics(self.curve_x, [b.reward_terms for b in batches]))
         curve = AdaptationData.from_episodes(self.curve_x, batches, self.family.has_success).curve("train")
         return IterationResult(curve=curve, metrics=metrics, env_steps=env_steps)
 

@@ -40,6 +40,7 @@ from robometa.algos.base import (
     IterationResult,
     MetaLearner,
     Stopwatch,
+    term_metrics,
     throughput,
 )
 from robometa.algos.gae import discounted_returns, gae
@@ -327,6 +328,10 @@ class RL2(MetaLearner):
             }
         )
         metrics.update(self.sampler.pop_metrics())  # sim/instabilities
+        K = batch.episodes_per_trial
+        metrics.update(
+            term_metrics(EPISODE, [{n: v[..., k] for n, v in batch.reward_terms.items()} for k in range(K)])
+        )
         curve = episode_curve(batch, "train", self.family.has_success)
         return IterationResult(curve=curve, metrics=metrics, env_steps=env_steps)
 

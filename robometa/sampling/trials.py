@@ -73,6 +73,7 @@ class TrialBatch:
     episode_lengths: Tensor  # (M, N, K) steps of each episode
     success: Tensor  # (M, N, K) 1.0 if the success criterion held at any step of the episode
     horizon: int = 0  # T
+    reward_terms: dict[str, Tensor] = field(default_factory=dict)  # name -> (M, N, K) episode sums
     tasks: list[Any] = field(default_factory=list)  # the M tasks
     # (M, N, K, T+1, nstate) float64 physics states per episode, if recorded; after an
     # episode ends its rows repeat its last state
@@ -97,6 +98,7 @@ class TrialBatch:
     def to(self, device: torch.device | str) -> TrialBatch:
         moved = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in vars(self).items()}
         moved["tasks"] = list(self.tasks)
+        moved["reward_terms"] = {k: v.to(device) for k, v in self.reward_terms.items()}
         return TrialBatch(**moved)
 
 
@@ -155,6 +157,7 @@ class TrialSampler(Sampler):
             episode_lengths=per_episode(out.episode_lengths),
             success=per_episode(out.success),
             horizon=T,
+            reward_terms={k: per_episode(v) for k, v in out.reward_terms.items()},
             tasks=list(tasks),
             states=None if out.states is None else torch.from_numpy(out.states).view(M, N, K, T + 1, -1),
         )
