@@ -75,7 +75,7 @@ class _GRUSequence(torch.autograd.Function):
         d_h0 = torch.addmm(dh[0] * z[0], d_gh[0].view(B, 3 * H), w_hh)
         d_gh = d_gh.view(L * B, 3 * H)
         d_gi = (dh.unsqueeze(2) * torch.stack([c_r, c_z, a_n], 2)).view(L * B, 3 * H)
-        d_x = (d_gi @ w_ih).view(L, B, -1).transpose(0, 1)
+        d_x = (d_gi @ w_ih).view(L, B, -1).transpose(0, 1) if ctx.needs_input_grad[1] else None
         return (
             None,
             d_x,
