@@ -13,7 +13,8 @@ split, and prints a Markdown table (``--out`` also writes JSON) of, per family:
   and evaluation seeds); the step the learner was meta-trained to adapt by (what its
   ``best.pt`` was chosen at, on val) is in bold: it is the value the target judges;
 * the ``multitask`` baseline (one policy trained on the same train tasks with the same
-  settings, iterations and seed, without meta-learning, fine-tuned like the learner):
+  settings and seed, without meta-learning, on as many episodes as the learner's
+  meta-training sampled, fine-tuned like the learner):
   its step 0 and its best adapted value (the step 1..K with the highest mean over seeds);
 * the ``ppo-scratch`` baseline (stable-baselines3 PPO from scratch on each held-out
   task, with the env steps the learner adapts with): its last step;
@@ -51,7 +52,7 @@ budget), so its cached results are shared between the runs of a family under ``-
 
 ``--evaluate-only`` trains no meta-learner: runs that are missing or unfinished under
 ``--root`` are listed and left out. Evaluating still trains what the baselines need:
-the multitask policy trains as many iterations as its run did (once; cached in
+the multitask policy trains on as many episodes as its run did (once; cached in
 ``<run>/eval/cache/``), and PPO from scratch trains one SB3 agent per held-out task and
 evaluation seed (once per family). Cheaper evaluation: ``--eval-tasks N`` (default:
 the run's ``eval_tasks``), ``--eval-seeds`` (default 0 1 2), ``--baselines ''`` (none).

@@ -276,7 +276,14 @@ def test_multitask_baseline_is_trained_once_and_cached(run_dir):
     assert learner["notes"]["checkpoint"] == first["notes"]["checkpoint"] == "best"
     rule = {k: learner["notes"]["selection"][k] for k in ("split", "metric", "step", "split_seed", "tasks")}
     assert {k: first["notes"]["selection"][k] for k in rule} == rule
-    assert "eval_every: 1" in (cache / "config.yaml").read_text()
+    # equal experience: MAML with one inner step samples two batches an iteration, the
+    # baseline one, so it trains twice the iterations (evaluated on val as often)
+    text = (cache / "config.yaml").read_text()
+    assert "eval_every: 2" in text and "iterations: 2" in text
+    from robometa.runs import load_checkpoint
+
+    steps = [load_checkpoint(p / "checkpoints" / "latest.pt")["env_steps"] for p in (run_dir, cache)]
+    assert steps[0] == steps[1] > 0
 
 
 @pytest.mark.gl

@@ -77,8 +77,8 @@ def test_redirected_evaluate_says_what_it_is_doing(runs, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "training the multi-task baseline: 1 of 1 iterations" in " ".join(out.split())
-    assert "multi-task baseline: iteration 1/1" in out
+    assert "training the multi-task baseline: 2 of 2 iterations" in " ".join(out.split())
+    assert "multi-task baseline: iteration 1/2" in out and "multi-task baseline: iteration 2/2" in out
 
 
 def test_report_states_horizon_budget_and_task_parameters(runs, capsys):

@@ -234,6 +234,11 @@ class Algorithm(Protocol):
         baseline (one policy trained on the training tasks, adapted at evaluation the
         way this learner adapts), or ``None`` when the learner has no such setting."""
 
+    def multitask_iteration_factor(self) -> int:
+        """Iterations of the multi-task baseline (:meth:`multitask_config`) that sample as
+        many episodes as one iteration of this learner, so that the baseline trains on
+        the same experience (MAML: ``inner_steps + 1`` batches per iteration against 1)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimizer, RNG streams.
 
@@ -282,6 +287,9 @@ class MetaLearner:
 
     def multitask_config(self) -> Any | None:
         return None
+
+    def multitask_iteration_factor(self) -> int:
+        return 1
 
     def adaptation_curve(
         self, tasks: Sequence[Task], steps: int, split: str = "test", seed: int = 0

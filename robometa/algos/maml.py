@@ -820,3 +820,8 @@ class MAML(GradientLearner):
         """The same settings without meta-learning: zero inner steps (plain multi-task
         training of one policy), fine-tuned at evaluation by this learner's inner steps."""
         return dataclasses.replace(self.config, inner_steps=0, learn_inner_lr=False)
+
+    def multitask_iteration_factor(self) -> int:
+        """``inner_steps + 1``: an iteration samples a batch before every inner step and
+        one after the last; the baseline samples one."""
+        return int(self.config.inner_steps) + 1

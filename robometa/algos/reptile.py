@@ -205,3 +205,8 @@ class Reptile(GradientLearner):
         training tasks (the paper's joint training), fine-tuned at evaluation by the
         learner's k inner steps."""
         return dataclasses.replace(self.config, inner_steps=1, outer_lr_decay_iterations=None)
+
+    def multitask_iteration_factor(self) -> int:
+        """``inner_steps``: an iteration samples a batch for each of its k inner steps
+        (phi_k itself is never sampled); the baseline's one inner step samples one."""
+        return int(self.config.inner_steps)

@@ -269,9 +269,12 @@ def multitask_result(
     """One policy trained on the run's train tasks without meta-learning, then fine-tuned.
 
     It is MAML's own machinery with zero inner steps during training (multi-task
-    TRPO/PPO with the run's settings, iterations and seed), fine-tuned at evaluation
-    with the run's inner step size, steps and episodes: the same budget. The trained
-    baseline is a run directory under ``eval/cache/`` (resumed if interrupted).
+    TRPO/PPO with the run's settings and seed), trained on as many episodes as the
+    run's meta-training sampled (``multitask_iteration_factor`` x the run's
+    iterations: MAML with one inner step samples two batches per iteration, the
+    baseline one), fine-tuned at evaluation with the run's inner steps and episodes
+    and a step size chosen on val. The trained baseline is a run directory under
+    ``eval/cache/`` (resumed if interrupted).
 
     Its checkpoint is chosen by the evaluated learner's rule: when the learner is a
     validation-chosen ``best``, the baseline run evaluates the same validation tasks
@@ -290,9 +293,18 @@ def multitask_result(
         raise RobometaError(f"the multitask baseline cannot be measured: {why_not}")
     params = first.algo.multitask_config()
     by_val = first.selection.get("rule") == "best" and first.selection.get("split") == "val"
-    # Evaluation only ever reads what training wrote, so eval_every changes no weight.
-    eval_every = first.config.eval_every if by_val else 0
-    cfg = dataclasses.replace(first.config, algo_params=params, eval_every=eval_every, device="cpu")
+    # Equal experience: as many episodes as the meta-learner sampled; evaluated on val
+    # as often, at the same experience. (Evaluation only ever reads what training
+    # wrote, so eval_every changes no weight.)
+    factor = first.algo.multitask_iteration_factor()
+    eval_every = first.config.eval_every * factor if by_val else 0
+    cfg = dataclasses.replace(
+        first.config,
+        algo_params=params,
+        iterations=first.config.iterations * factor,
+        eval_every=eval_every,
+        device="cpu",
+    )
     keyed = config_to_dict(cfg)
     step = None
     if by_val:
