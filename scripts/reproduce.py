@@ -30,7 +30,8 @@ baseline's fine-tuning step size is chosen on val by evaluate itself
 (``multitask_result``: it tries ``FINE_TUNE_LR_FACTORS`` x the run's ``inner_lr`` on
 as many ``val`` tasks as are evaluated and keeps the best mean return over steps 1..K;
 the JSON records ``fine_tune_lr`` and ``fine_tune_lr_rule``), and its checkpoint is
-chosen by the learner's rule (its own ``best`` on val at the same step). Its number of
+chosen like the learner's (its own ``best`` on the same val tasks, by its return
+before fine-tuning, or ``latest`` where the learner's is). Its number of
 steps is the learner's. Its "best adapted" column takes the best step on the test
 tasks: that favours the baseline, so a learner that beats it beats it at every step.
 Learners with no setting without meta-learning (RL²) have no multitask baseline;

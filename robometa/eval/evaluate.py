@@ -276,10 +276,14 @@ def multitask_result(
     and a step size chosen on val. The trained baseline is a run directory under
     ``eval/cache/`` (resumed if interrupted).
 
-    Its checkpoint is chosen by the evaluated learner's rule: when the learner is a
-    validation-chosen ``best``, the baseline run evaluates the same validation tasks
-    as often and keeps its own ``best`` by the return after the same number of
-    (fine-tuning) steps; otherwise both are ``latest``.
+    Its checkpoint is chosen the way the learner's was, by what each was trained for:
+    when the learner is a validation-chosen ``best`` (by its return after the steps
+    it was meta-trained for), the baseline run evaluates the same validation tasks as
+    often and keeps its own ``best`` by its validation return *before* fine-tuning
+    (step 0: what multi-task training optimizes; choosing it after a fine-tuning step
+    with the learner's step size picked early checkpoints, iteration 50 of 300 on
+    cheetah-params, because that step size ruins the later ones); otherwise both are
+    ``latest``.
     """
     import dataclasses
     import hashlib
@@ -308,7 +312,7 @@ def multitask_result(
     keyed = config_to_dict(cfg)
     step = None
     if by_val:
-        step = int(first.selection.get("step", first.algo.trained_steps))
+        step = 0  # the baseline's own objective: its return before fine-tuning
         keyed["selection_step"] = step
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = cache / f"multitask-{key}"
