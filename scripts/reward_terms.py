@@ -114,19 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--untrained", action="store_true", help="the run's learner with fresh weights")
     ap.add_argument("--out", help="also write the results as JSON here")
     args = ap.parse_args(argv)
-    try:
-        if args.tasks is not None and args.tasks < 1:
-            raise RobometaError(f"--tasks must be >= 1, got {args.tasks}")
-        if args.adapt_steps is not None and args.adapt_steps < 0:
-            raise RobometaError(f"--adapt-steps must be >= 0, got {args.adapt_steps}")
-        results = [
-            measure(r, args.tasks, args.adapt_steps, args.split, args.seed, args.untrained) for r in args.runs
-        ]
-    except RobometaError as exc:
-        print(f"reward_terms: error: {exc}", file=sys.stderr)
+    bad = (args.tasks is not None and args.tasks < 1, args.adapt_steps is not None and args.adapt_steps < 0)
+    problems = [
+        msg for wrong, msg in zip(bad, ("--tasks must be >= 1", "--adapt-steps must be >= 0")) if wrong
+    ]
+    results = []
+    for run in args.runs if not problems else []:
+        try:
+            results.append(measure(run, args.tasks, args.adapt_steps, args.split, args.seed, args.untrained))
+        except RobometaError as exc:
+            problems.append(str(exc))
+            break
+        print_table(results[-1])  # as each run is measured
+    if problems:
+        print(f"reward_terms: error: {problems[0]}", file=sys.stderr)
         return 2
-    for r in results:
-        print_table(r)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0

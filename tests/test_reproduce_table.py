@@ -3,27 +3,16 @@ reuse of finished runs and evaluations, and the RL² alias scripts/reproduce_rl2
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
+from toy_problems import load_script
 
 from robometa.errors import RobometaError
 from robometa.tasks import family_names
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rp = _load("reproduce")
+rp = load_script("reproduce")
 
 
 def _record(family="cheetah-params", seed=0, ret=(-10.0, -5.0, -4.0), succ=None, algo="maml-trpo", **kw):
@@ -252,7 +241,7 @@ def test_evaluate_only_lists_missing_runs_of_every_family(tmp_path, capsys):
 
 
 def test_rl2_alias_translates_its_flags():
-    alias = _load("reproduce_rl2")
+    alias = load_script("reproduce_rl2")
     argv = alias.translate(["--family", "cheetah-vel", "--seeds", "0", "1", "--trials", "2", "--set", "a=1"])
     args = rp.parse_args(argv)
     assert (args.algo, args.families, args.seeds, args.eval_seeds) == ("rl2", ["cheetah-vel"], [0, 1], [0, 1])

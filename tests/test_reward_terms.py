@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-from toy_problems import TINY_GRADIENT_RUN
+from toy_problems import TINY_GRADIENT_RUN, load_script
 
 from robometa.cli import main as robometa
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reward_terms.py"
 
 
 @pytest.fixture(scope="module")
 def rt():
-    spec = importlib.util.spec_from_file_location("reward_terms", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reward_terms")
 
 
 def test_terms_add_up_to_the_return_at_every_step(rt, tmp_path, capsys):

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from toy_problems import load_script
 
 from robometa.cli import main as robometa
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "within_trial.py"
 
 
 @pytest.fixture(scope="module")
 def wt():
-    spec = importlib.util.spec_from_file_location("within_trial", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("within_trial")
 
 
 def test_windows_average_over_tasks_and_their_steps(wt):

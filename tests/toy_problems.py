@@ -1,7 +1,11 @@
-"""Toy policies and episode batches in float64, for exact checks of the learners' maths
-(imported by the tests that need them; pytest puts ``tests/`` on the import path)."""
+"""Toy policies and episode batches in float64, for exact checks of the learners' maths,
+and the scripts under ``scripts/`` as modules (imported by the tests that need them;
+pytest puts ``tests/`` on the import path)."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import torch
 
@@ -61,3 +65,14 @@ def random_adv(batch: EpisodeBatch, seed: int) -> torch.Tensor:
     """Random advantages on ``batch``'s valid steps."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(batch.masks.shape, generator=gen, dtype=torch.float64) * batch.masks
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
