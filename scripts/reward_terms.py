@@ -34,7 +34,7 @@ def measure(
     run: str, n_tasks: int | None, steps: int | None, split: str, seed: int, untrained: bool
 ) -> dict[str, Any]:
     from robometa.algos import make_algorithm
-    from robometa.algos.base import Stopwatch
+    from robometa.algos.maml import GradientLearner
     from robometa.eval.evaluate import held_out_tasks, load_run, open_run
 
     config = open_run(run)[1]
@@ -46,14 +46,13 @@ def measure(
     else:
         loaded = load_run(run, None, "cpu", split, tasks)
         algo, checkpoint = loaded.algo, f"{loaded.checkpoint} (iteration {loaded.iteration})"
-    if not hasattr(algo, "_rollouts"):
+    if not isinstance(algo, GradientLearner):
         raise RobometaError(
             f"{run}: {config.learner} does not adapt by gradient steps; this script covers "
             "maml-trpo, maml-ppo, reptile and meta-lstm"
         )
     steps = algo.trained_steps if steps is None else steps
-    sampler = algo.evaluation_sampler(seed)
-    batches, _ = algo._rollouts(sampler, tasks, steps, algo.config.episodes_per_task, Stopwatch())
+    batches = algo.adaptation_batches(tasks, steps, seed)  # the adaptation protocol's episodes
     rows = []
     for k, b in enumerate(batches):
         lengths = b.masks.sum(-1).double()  # (M, N)

@@ -71,3 +71,32 @@ def test_adaptation_data_checks_its_shapes():
         [1.0, 1.0],
         [0.5, 1.0],
     )
+
+
+@pytest.mark.parametrize("algo", ["maml-trpo", "reptile"])
+def test_step_k_is_sampled_by_the_weights_after_k_steps(algo):
+    """The adaptation protocol's step 1 was sampled by the weights one inner step from
+    step 0's episodes, not by the meta-trained weights: the log-probabilities the
+    sampler recorded are the adapted policy's."""
+    import torch
+
+    from robometa.algos import make_algorithm
+    from robometa.algos.maml import advantages, inner_gradient
+    from robometa.configs import resolve_config
+    from robometa.tasks import make_family
+
+    over = ["meta_batch_size=2", "episodes_per_task=2", "hidden=[8]", "horizon=6", "inner_steps=1"]
+    cfg = resolve_config(algo=algo, preset="quick", overrides=over, seed=0, device="cpu")
+    family = make_family("cheetah-vel")
+    learner = make_algorithm(algo, family, cfg.algo_params, "cpu", 0)
+    tasks = family.split_tasks("test", n=2)
+    b0, b1 = learner.adaptation_batches(tasks, 1, seed=0)
+    policy, p = learner.policy, cfg.algo_params
+    theta = {n: v.detach().unsqueeze(0).expand(2, *v.shape) for n, v in policy.named_parameters()}
+    with torch.enable_grad():
+        grads = inner_gradient(policy, theta, b0, advantages(b0, p.gamma, p.gae_lambda))
+    adapted = {n: v - p.inner_lr * grads[n] for n, v in theta.items()}
+    mask = b1.masks > 0
+    for params, same in ((adapted, True), (theta, False)):
+        logp = policy.log_prob(b1.obs, b1.actions, params, per_task=True)[0]
+        assert torch.allclose(logp[mask], b1.log_probs[mask], atol=1e-4) == same

@@ -15,14 +15,24 @@ def rt():
     return load_script("reward_terms")
 
 
-def test_terms_add_up_to_the_return_at_every_step(rt, tmp_path, capsys):
-    run = tmp_path / "maml"
-    args = ["train", "--algo", "maml-trpo", "--family", "ant-dir", "--run-dir", str(run), *TINY_GRADIENT_RUN]
+@pytest.mark.parametrize("algo", ["maml-trpo", "reptile", "meta-lstm"])
+def test_terms_add_up_to_the_return_at_every_step(rt, tmp_path, capsys, algo):
+    from robometa.eval.evaluate import held_out_tasks, load_run
+
+    run = tmp_path / algo
+    args = ["train", "--algo", algo, "--family", "ant-dir", "--run-dir", str(run), *TINY_GRADIENT_RUN]
     assert robometa(args) == 0
     out = tmp_path / "t.json"
     assert rt.main([str(run), "--adapt-steps", "2", "--out", str(out)]) == 0
     (result,) = json.loads(out.read_text())
     assert [r["step"] for r in result["steps"]] == [0, 1, 2]
+    # the episodes robometa evaluate measures: same checkpoint, tasks and evaluation seed
+    loaded = load_run(run)
+    tasks = held_out_tasks(loaded.config, loaded.family, "test", None)
+    data = loaded.algo.adaptation_data(tasks, 2, seed=0)
+    assert [r["return"] for r in result["steps"]] == pytest.approx(
+        data.returns.mean(axis=0).tolist(), rel=1e-5
+    )
     for r in result["steps"]:
         assert {"forward", "healthy", "ctrl"} <= set(r["terms"])
         assert sum(r["terms"].values()) == pytest.approx(r["return"], rel=1e-5, abs=1e-6)

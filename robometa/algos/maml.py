@@ -461,6 +461,29 @@ class GradientLearner(MetaLearner):
         """Inner gradient steps of meta-training (``inner_steps``)."""
         return int(self.config.inner_steps)
 
+    def adaptation_batches(
+        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
+    ) -> list[EpisodeBatch]:
+        """The episodes of the adaptation protocol: ``steps`` gradient steps on every task,
+        no meta-update; ``batches[k]`` holds ``episodes_per_task`` episodes of each task
+        after ``k`` steps (``k = 0..steps``), sampled on the streams of evaluation seed
+        ``seed`` (with ``record_states``, their physics states too)."""
+        sampler = self.evaluation_sampler(seed)
+        sampler.record_states = record_states
+        return self._adaptation_rollouts(sampler, tasks, steps)
+
+    def _adaptation_rollouts(self, sampler: Sampler, tasks: Sequence[Task], steps: int) -> list[EpisodeBatch]:
+        """Batches 0..``steps`` of :meth:`adaptation_batches`, sampled with ``sampler``."""
+        raise NotImplementedError
+
+    def adaptation_data(
+        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
+    ) -> AdaptationData:
+        """:meth:`adaptation_batches` as per-task means (``returns`` / ``success``), and
+        with ``record_states`` every task's first episode at each step."""
+        batches = self.adaptation_batches(tasks, steps, seed, record_states)
+        return AdaptationData.from_episodes(self.curve_x, batches, self.family.has_success)
+
     @property
     def learner_threads(self) -> int | None:
         """Torch threads of the inner and outer loops (``None``: leave torch's setting, always so off CPU)."""
@@ -549,20 +572,8 @@ class MAML(GradientLearner):
                     actor = BoundActor(self.policy, params, per_task=True)
         return batches, advs
 
-    def adaptation_data(
-        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
-    ) -> AdaptationData:
-        """Adapt ``steps`` gradient steps on every task, no meta-update (the adaptation protocol).
-
-        Each step samples ``episodes_per_task`` episodes per task on the streams of
-        evaluation seed ``seed``; ``returns`` / ``success`` are their per-task means,
-        and with ``record_states`` the states and rewards are every task's first
-        episode at each step.
-        """
-        sampler = self.evaluation_sampler(seed)
-        sampler.record_states = record_states
-        batches, _ = self._rollouts(sampler, tasks, steps, self.config.episodes_per_task, Stopwatch())
-        return AdaptationData.from_episodes(self.curve_x, batches, self.family.has_success)
+    def _adaptation_rollouts(self, sampler: Sampler, tasks: Sequence[Task], steps: int) -> list[EpisodeBatch]:
+        return self._rollouts(sampler, tasks, steps, self.config.episodes_per_task, Stopwatch())[0]
 
     def _curve(self, batches: Sequence[EpisodeBatch], split: str) -> AdaptationCurve:
         per_task = [b.returns.mean(dim=1) for b in batches]  # (M,) each

@@ -130,14 +130,9 @@ class Reptile(GradientLearner):
             actor = BoundActor(self.policy, phi, per_task=True)
         return batches, phi
 
-    def adaptation_data(
-        self, tasks: Sequence[Task], steps: int, seed: int, record_states: bool = False
-    ) -> AdaptationData:
-        """``steps`` inner steps on every task as in training, no meta-update: steps 0..steps."""
-        sampler = self.evaluation_sampler(seed)
-        sampler.record_states = record_states
-        batches, _ = self._rollouts(sampler, tasks, steps, Stopwatch(), sample_last=True)
-        return AdaptationData.from_episodes(self.curve_x, batches, self.family.has_success)
+    def _adaptation_rollouts(self, sampler: Sampler, tasks: Sequence[Task], steps: int) -> list[EpisodeBatch]:
+        """``steps`` inner steps as in training, and the episodes of ``phi_steps`` too."""
+        return self._rollouts(sampler, tasks, steps, Stopwatch(), sample_last=True)[0]
 
     # ---------------------------------------------------------------- one meta-iteration
     def iteration(self, tasks: Sequence[Task]) -> IterationResult:

@@ -26,8 +26,7 @@ class RL2Config:
     (:mod:`robometa.policies.gru_bptt`: the module's forward, gates of all steps
     recomputed at once, 3 ops per step) instead of autograd's per-step graph: PPO
     updates ~1.8x faster at 64 units, ~1.3x at 256; gradients equal to float32
-    rounding (~5e-7 relative). ``false``:
-    autograd's. No effect with an LSTM (oneDNN's kernel), on a GPU (cuDNN's) or on
+    rounding (~5e-7 relative). ``false``: autograd's. No effect with an LSTM (oneDNN's kernel), on a GPU (cuDNN's) or on
     learners without a GRU (SNAIL, the context learners)."""
     init_std: float = 1.0
     """Initial action standard deviation."""

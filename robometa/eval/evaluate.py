@@ -285,7 +285,6 @@ def multitask_result(
     cheetah-params, because that step size ruins the later ones); otherwise both are
     ``latest``.
     """
-    import dataclasses
     import hashlib
     import json
 
@@ -302,7 +301,7 @@ def multitask_result(
     # wrote, so eval_every changes no weight.)
     factor = first.algo.multitask_iteration_factor()
     eval_every = first.config.eval_every * factor if by_val else 0
-    cfg = dataclasses.replace(
+    cfg = replace(
         first.config,
         algo_params=params,
         iterations=first.config.iterations * factor,
@@ -378,17 +377,16 @@ VAL_SELECTION_SEED = 7_000_001  # its own stream: the evaluation seeds are not r
 
 def _with_inner_lr(loaded: LoadedRun, lr: float) -> LoadedRun:
     """The same trained weights with another fine-tuning step size."""
-    import dataclasses
 
     from robometa.algos import make_algorithm
 
     if lr == loaded.config.algo_params.inner_lr:
         return loaded
-    params = dataclasses.replace(loaded.config.algo_params, inner_lr=lr)
-    config = dataclasses.replace(loaded.config, algo_params=params)
+    params = replace(loaded.config.algo_params, inner_lr=lr)
+    config = replace(loaded.config, algo_params=params)
     algo = make_algorithm(config.algo, loaded.family, params, loaded.algo.device, config.seed)
     algo.load_state_dict(loaded.algo.state_dict())
-    return dataclasses.replace(loaded, config=config, algo=algo)
+    return replace(loaded, config=config, algo=algo)
 
 
 def format_duration(seconds: float) -> str:
