@@ -210,3 +210,51 @@ def test_a_wrong_ray_address_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert main(["train", "--sampler", "ray", "--ray-address", "head-node", "--run-dir", str(run)]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_actors_reach_the_workers_with_their_tensors_loaded_weights_only(monkeypatch):
+    """What the workers get back is the learner's actor: same outputs, parameters still
+    parameters, a tensor held twice still one object; the tensors load with
+    ``torch.load(weights_only=True)`` (it is the only ``torch.load`` on the way)."""
+    pytest.importorskip("ray")
+    from robometa.algos import make_algorithm
+    from robometa.configs import resolve_config as rc
+
+    fam = make_family("cheetah-vel")
+    policy = GaussianMLPPolicy(fam.obs_dim, fam.layout.nu, (8,))
+    per_task = {n: p.detach().unsqueeze(0).repeat(2, *[1] * p.dim()) for n, p in policy.named_parameters()}
+    per_task["alias"] = per_task["log_std"]  # the same tensor twice
+    rl2 = make_algorithm(
+        "rl2", fam, rc(algo="rl2", preset="quick", overrides=["hidden=8"]).algo_params, "cpu", 0
+    )
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(
+        torch, "load", lambda *a, **k: loads.append(k.get("weights_only")) or real_load(*a, **k)
+    )
+    obs = torch.randn(2, 3, fam.obs_dim)
+    for actor in (BoundActor(policy, per_task, per_task=True), rl2.actor):
+        back = ray_sampler.load_actor(ray_sampler.actor_bytes(actor))
+        if isinstance(actor, BoundActor):
+            mean = actor.policy.mean_log_std(obs, actor.params, per_task=True)[0]
+            assert torch.equal(back.policy.mean_log_std(obs, back.params, per_task=True)[0], mean)
+            assert back.params["alias"] is back.params["log_std"]
+            params = list(back.policy.parameters())
+        else:
+            inputs = torch.randn(4, actor.policy.input_dim)
+            assert torch.equal(back.policy.step(inputs, back.policy.initial_state(4))[0],
+                               actor.policy.step(inputs, actor.policy.initial_state(4))[0])  # fmt: skip
+            params = list(back.policy.parameters())
+            o, a, r = torch.randn(4, fam.obs_dim), torch.randn(4, fam.layout.nu), torch.randn(4)
+            actor.obs_norm.update(
+                torch.randn(5, 7, fam.obs_dim) * 3, torch.ones(5, 7)
+            )  # non-trivial statistics
+            back = ray_sampler.load_actor(ray_sampler.actor_bytes(actor))
+            assert torch.equal(
+                back.features(o, a, r, torch.zeros(4)), actor.features(o, a, r, torch.zeros(4))
+            )
+        assert params and all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in params)
+    # a parameter held twice comes back as one parameter
+    back_policy, back_log_std = ray_sampler.load_actor(ray_sampler.actor_bytes((policy, policy.log_std)))
+    assert back_log_std is back_policy.log_std
+    assert loads == [True, True, True, True]

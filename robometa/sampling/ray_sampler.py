@@ -36,6 +36,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import pickle
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,23 +62,54 @@ log = logging.getLogger(__name__)
 _CPU = torch.device("cpu")
 
 
-def actor_bytes(actor: Any) -> bytes:
+def actor_bytes(actor: Any) -> tuple[bytes, bytes]:
     """``actor`` (a policy with its weights, or any object holding tensors) serialized for
-    the workers; tensors on any device load back on the CPU (:func:`load_actor`)."""
+    the workers, as two parts: its structure, pickled by Ray's cloudpickle with every
+    tensor left out (a reference in its place), and the tensors themselves, saved by
+    ``torch.save`` so that they load with ``weights_only=True`` (:func:`load_actor`)."""
     ray = import_ray()
-    buf = io.BytesIO()
-    torch.save(actor, buf, pickle_module=ray.cloudpickle)
-    return buf.getvalue()
+    tensors: list[torch.Tensor] = []
+    index: dict[int, int] = {}  # id of a tensor -> its place in ``tensors`` (shared ones once)
+
+    class TensorsApart(ray.cloudpickle.CloudPickler):
+        def persistent_id(self, obj: Any) -> Any:
+            if not isinstance(obj, torch.Tensor):
+                return None
+            if id(obj) not in index:
+                index[id(obj)] = len(tensors)
+                tensors.append(obj.detach())
+            return ("tensor", index[id(obj)], isinstance(obj, torch.nn.Parameter), obj.requires_grad)
+
+    structure, weights = io.BytesIO(), io.BytesIO()
+    TensorsApart(structure).dump(actor)
+    torch.save(tensors, weights)
+    return structure.getvalue(), weights.getvalue()
 
 
-def load_actor(blob: bytes) -> Any:
+def load_actor(blob: tuple[bytes, bytes]) -> Any:
     """The actor :func:`actor_bytes` serialized, its tensors on the CPU.
 
-    Not a checkpoint: this is the learner's own in-memory object shipped to its own
-    workers within one run (Ray pickles every task argument anyway), so a full
-    unpickle is needed; checkpoints on disk always load with ``weights_only=True``.
+    The tensors load with ``torch.load(weights_only=True)``; the structure around them
+    is unpickled as Ray unpickles every task argument (it is the learner's own
+    in-memory object, shipped to its own workers within one run). Parameters come
+    back as parameters, with their ``requires_grad``; a tensor the actor held twice
+    comes back as one object.
     """
-    return torch.load(io.BytesIO(blob), map_location=_CPU, weights_only=False)
+    structure, weights = blob
+    tensors = torch.load(io.BytesIO(weights), map_location=_CPU, weights_only=True)
+    made: dict[int, torch.Tensor] = {}
+
+    class TensorsBack(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> torch.Tensor:
+            _, i, is_parameter, requires_grad = pid
+            if i not in made:
+                t = tensors[i]
+                made[i] = (
+                    torch.nn.Parameter(t, requires_grad) if is_parameter else t.requires_grad_(requires_grad)
+                )
+            return made[i]
+
+    return TensorsBack(io.BytesIO(structure)).load()
 
 
 class SamplerWorker:
@@ -110,7 +142,7 @@ class SamplerWorker:
         family_key: str,
         family_ref: list[Any],
         actor_key: str,
-        actor_blob: bytes,
+        actor_blob: tuple[bytes, bytes],
         request: Request,
         chunks: list[Chunk],
         num_tasks: int,
