@@ -34,8 +34,10 @@ chosen like the learner's (its own ``best`` on the same val tasks, by its return
 before fine-tuning, or ``latest`` where the learner's is). Its number of
 steps is the learner's. Its "best adapted" column takes the best step on the test
 tasks: that favours the baseline, so a learner that beats it beats it at every step.
-Learners with no setting without meta-learning (RL²) have no multitask baseline;
-evaluate says why and the table shows ``n/a``.
+A memory learner's (RL², SNAIL, the context learners) multitask baseline is its own
+policy and PPO without memory (``memory=False``), trained on as many trials; it has
+no step size to choose. Learners with no setting without meta-learning have no
+multitask baseline; evaluate says why and the table shows ``n/a``.
 
 Evaluation results are kept in ``<run>/eval/reproduce/`` and reused while they are
 newer than the run's checkpoints and were made with the same settings, so rerunning
@@ -117,8 +119,12 @@ TARGET_SEEDS = 3  # the issue's number of seeds
 
 DEFAULT_FAMILIES = ["cheetah-dir", "cheetah-vel"]
 DEFAULT_BASELINES = ("multitask", "ppo-scratch")
-# The names robometa evaluate gives the baselines' curves in its summary.
-METHOD_NAMES = {"multitask": "multi-task + fine-tune", "ppo-scratch": "PPO from scratch (SB3)"}
+# The names robometa evaluate gives the baselines' curves in its summary (the multi-task
+# baseline of a gradient learner is fine-tuned; a memory learner's has its memory removed).
+METHOD_NAMES = {
+    "multitask": ("multi-task + fine-tune", "multi-task (no memory)"),
+    "ppo-scratch": ("PPO from scratch (SB3)",),
+}
 EVAL_NAME = "reproduce"  # <run>/eval/<EVAL_NAME>/: this script's evaluation of a run
 RUN_NAME = "{algo}-{family}-seed{seed}"
 
@@ -201,7 +207,7 @@ def cached_summary(path: Path, request: dict[str, Any]) -> dict[str, Any] | None
         return None
     st = summary.get("settings", {})
     answered = set(st.get("skipped_baselines", {})) | {
-        b for b, name in METHOD_NAMES.items() if name in summary.get("methods", {})
+        b for b, names in METHOD_NAMES.items() if any(n in summary.get("methods", {}) for n in names)
     }
     same = (
         st.get("split") == "test"
@@ -279,8 +285,8 @@ def run_record(
     baselines: dict[str, Any] = {}
     for b, why in st.get("skipped_baselines", {}).items():
         baselines[b] = {"skipped": why}
-    for b, name in METHOD_NAMES.items():
-        if name in methods:
+    for b, names in METHOD_NAMES.items():
+        for name in (n for n in names if n in methods):
             notes = methods[name].get("notes") or {}
             baselines[b] = {
                 **_curve(methods[name]),

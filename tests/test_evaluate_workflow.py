@@ -49,22 +49,31 @@ def test_each_learner_keeps_its_own_protocol_alone_or_together(runs, capsys):
     assert [r["episodes_seen"] for r in maml_joint["curve"]] == [0, 2]
 
 
-def test_every_requested_baseline_appears_or_is_explained(runs, capsys):
+def test_every_requested_baseline_appears_or_is_explained(runs, tmp_path, capsys):
     maml, rl2 = runs
     capsys.readouterr()
     argv = ["--tasks", "1", "--seeds", "0", "--baselines", "no-adapt,multitask,expert"]
     assert main(["evaluate", str(rl2), *argv, "--name", "b"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
     methods = _summary(rl2, "b")["methods"]
-    assert {"rl2", "no adaptation", "scripted expert"} <= set(methods)
+    assert {"rl2", "no adaptation", "scripted expert", "multi-task (no memory)"} <= set(methods)
     flat = methods["no adaptation"]["per_task_returns"]
     assert flat[0][0] == [methods["rl2"]["per_task_returns"][0][0][0]] * 2  # episode 1, held flat
-    assert "multitask" in _summary(rl2, "b")["settings"]["skipped_baselines"]
-    assert "baseline multitask left out:" in out
+    # RL²'s multi-task baseline: its own policy and PPO without memory, on as many trials
+    mt = methods["multi-task (no memory)"]
+    assert mt["notes"]["iterations"] == 1 and len(mt["curve"]) == 2 and "fine_tune_lr" not in mt["notes"]
+    assert not _summary(rl2, "b")["settings"]["skipped_baselines"]
     assert (
         main(["evaluate", str(maml), "--tasks", "1", "--seeds", "0", "--baselines", "expert", "--name", "e"])
         == 0
     )
+    # A baseline the family cannot have is left out with the reason, never silently.
+    cheetah = tmp_path / "cheetah"
+    assert main(["train", "--algo", "rl2", "--family", "cheetah-vel", "--run-dir", str(cheetah), *RL2]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(cheetah), *argv, "--name", "b"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "expert" in _summary(cheetah, "b")["settings"]["skipped_baselines"]
+    assert "baseline expert left out: cheetah-vel has no scripted expert" in out
 
 
 def test_redirected_evaluate_says_what_it_is_doing(runs, capsys):

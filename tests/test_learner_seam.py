@@ -296,10 +296,8 @@ def test_baselines_say_what_they_need():
     toy = RandomSearch(cheetah, SearchConfig())
     assert BASELINES["expert"].supports(reach, maml) and not BASELINES["expert"].supports(cheetah, maml)
     assert "cheetah-vel has no scripted expert" in BASELINES["expert"].why_not(cheetah, maml)
-    assert BASELINES["multitask"].supports(cheetah, maml)
-    for learner in (rl2, toy):
-        assert f"{learner.name} has no setting without meta-learning" in BASELINES["multitask"].why_not(
-            cheetah, learner
-        )
+    assert BASELINES["multitask"].supports(cheetah, maml) and BASELINES["multitask"].supports(cheetah, rl2)
+    assert f"{toy.name} has no setting without meta-learning" in BASELINES["multitask"].why_not(cheetah, toy)
+    assert rl2.multitask_config().memory is False and rl2.multitask_iteration_factor() == 1
     assert all(BASELINES[b].supports(cheetah, toy) for b in ("no-adapt", "ppo-scratch"))
     assert maml.multitask_config().inner_steps == 0 and not maml.multitask_config().learn_inner_lr

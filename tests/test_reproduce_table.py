@@ -201,6 +201,16 @@ def test_run_record_reads_evaluates_summary():
     )
     assert rec["baselines"] == {"multitask": {"skipped": why}}
     assert "multitask n/a for cheetah-vel: " + why in rp.table(rp.aggregate([rec]))
+    # A memory learner's multi-task baseline (its policy without memory) is the multitask column.
+    summary = _summary("rl2", with_mt=False)
+    summary["methods"]["multi-task (no memory)"] = {
+        "x": "episode",
+        "curve": [{"step": k, "mean": -30.0} for k in range(3)],
+        "notes": {},
+    }
+    rec = rp.run_record(summary, algo="rl2", family="cheetah-vel", seed=0, run_dir="/r", budget=budget)
+    assert rec["baselines"]["multitask"]["return"] == [-30.0] * 3
+    assert "fine_tune_lr" not in rec["baselines"]["multitask"]
 
 
 def test_an_evaluation_is_reused_only_when_it_answers_and_is_newer_than_the_checkpoints(tmp_path):

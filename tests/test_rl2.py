@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -285,3 +287,72 @@ def test_adaptation_data_for_evaluate_and_replay():
     assert np.all(rewards[..., :3] <= -np.abs(v - goal) + 1e-4)
     again = algo.adaptation_data(tasks, 2, seed=1)
     np.testing.assert_array_equal(again.returns, data.returns)
+
+
+# ------------------------------------------------------------------ without memory (the multi-task baseline)
+
+
+def _memoryless_learner(fam, seed=0):
+    cfg = RL2Config(
+        meta_batch_size=2, trials_per_task=2, episodes_per_trial=2, horizon=5, hidden=8, memory=False
+    )
+    learner = RL2(fam, cfg, seed=seed)
+    with torch.no_grad():  # a mean head that matters, as in _policy
+        learner.policy.mean_head.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(seed + 1))
+    return learner
+
+
+def test_without_memory_each_step_sees_only_its_observation():
+    """memory=False: the sampled log-probs are those of every step alone, from the initial
+    state and with the previous action, reward and done inputs at 0, and the learner's
+    values at a step ignore every other step of the trial."""
+    fam = make_family("cheetah-dir")
+    learner = _memoryless_learner(fam)
+    with_memory = RL2(fam, replace(learner.config, memory=True))
+    assert with_memory.multitask_config() == learner.config  # the baseline: the same, without memory
+    batch = learner.sample(learner.sampler, fam.split_tasks("train", n=2), 2)
+    x = learner.actor.trial_features(batch)
+    obs_dim = fam.obs_dim
+    assert torch.all(x[..., obs_dim:] == 0)  # previous action, reward and done all read 0
+    pol = learner.policy
+    with torch.no_grad():
+        mean, _, _ = pol.sequence(x.reshape(-1, 1, x.shape[-1]))  # every step on its own
+        lp = pol.distribution(mean.reshape(*x.shape[:2], -1)).log_prob(batch.actions.view(*x.shape[:2], -1))
+    torch.testing.assert_close(lp, batch.log_probs.view(lp.shape), rtol=1e-5, atol=1e-5)
+    # The same trials run with memory give other log-probs: the test can tell.
+    with torch.no_grad():
+        mean_mem, _, _ = pol.sequence(x)
+        lp_mem = pol.distribution(mean_mem).log_prob(batch.actions.view(*x.shape[:2], -1))
+    assert (lp_mem - lp).abs().max() > 1e-3
+    # Values at step t do not move when every other step of the trial is scrambled.
+    v = learner.values(x)
+    scrambled = x.clone()
+    scrambled[:, :3] = torch.randn(scrambled[:, :3].shape, generator=torch.Generator().manual_seed(5))
+    v2 = learner.values(scrambled)
+    torch.testing.assert_close(v2[:, 3:], v[:, 3:])
+    assert (v2[:, :3] - v[:, :3]).abs().max() > 1e-4
+
+
+def test_without_memory_ppo_updates_on_single_steps(monkeypatch):
+    """PPO without memory takes minibatches of one-step sequences (every valid step of the
+    iteration once per epoch), and it changes the policy."""
+    fam = make_family("cheetah-dir")
+    learner = _memoryless_learner(fam)
+    seen = []
+    loss = learner.minibatch_loss
+
+    def recording(inputs, *args, **kwargs):
+        seen.append(tuple(inputs.shape))
+        return loss(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(learner, "minibatch_loss", recording)
+    before = {k: v.clone() for k, v in learner.policy.state_dict().items()}
+    result = learner.iteration(fam.split_tasks("train", n=2))
+    cfg = learner.config
+    steps = cfg.meta_batch_size * cfg.trials_per_task * cfg.episodes_per_trial * cfg.horizon
+    assert len(seen) == cfg.ppo_epochs * cfg.minibatches
+    assert all(shape[1] == 1 for shape in seen)  # sequences of one step: no memory to learn through
+    assert sum(shape[0] for shape in seen) == cfg.ppo_epochs * steps
+    after = learner.policy.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert np.isfinite(result.metrics["loss/first_minibatch"])

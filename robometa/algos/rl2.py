@@ -26,6 +26,7 @@ the axis on which MAML's gradient steps are also drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -68,7 +69,9 @@ class RL2Actor:
 
     ``obs_norm`` holds observation statistics, ``reward_norm`` per-step reward
     statistics. Both the sampler (one step at a time) and the learner (whole trials) build
-    inputs through :meth:`features`, so the two see identical numbers.
+    inputs through :meth:`features`, so the two see identical numbers. With
+    ``memory=False`` (:attr:`RL2Config.memory`) the previous action, reward and done
+    inputs read 0 and :meth:`act` starts every step from the initial state.
     """
 
     def __init__(
@@ -76,8 +79,10 @@ class RL2Actor:
         policy: RecurrentGaussianPolicy,
         obs_norm: RunningMeanStd | None = None,
         reward_norm: RunningMeanStd | None = None,
+        memory: bool = True,
     ):
         self.policy, self.obs_norm, self.reward_norm = policy, obs_norm, reward_norm
+        self.memory = memory
 
     def features(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, done: Tensor) -> Tensor:
         """Normalized, assembled inputs: ``obs: (..., obs_dim)`` etc. -> ``(..., input_dim)``."""
@@ -88,6 +93,8 @@ class RL2Actor:
             # reward the policy reads stays O(1) whatever the horizon; no
             # centering, so "no reward yet" (0 at the trial's first step) stays 0.
             prev_reward = self.reward_norm.scale(prev_reward)
+        if not self.memory:  # nothing of the steps before reaches the policy
+            prev_action, prev_reward, done = (torch.zeros_like(t) for t in (prev_action, prev_reward, done))
         return assemble_inputs(obs, prev_action, prev_reward, done)
 
     def trial_features(self, batch: TrialBatch) -> Tensor:
@@ -102,6 +109,8 @@ class RL2Actor:
 
     def act(self, obs, prev_action, prev_reward, done, state, generator=None, deterministic=False):
         x = self.features(obs, prev_action, prev_reward, done)
+        if not self.memory:
+            state = self.policy.initial_state(obs.shape[0], obs.device)
         action, logp, _, state = self.policy.act(x, state, generator, deterministic)
         return action, logp, state
 
@@ -236,7 +245,7 @@ class RL2(MetaLearner):
         # (the scale of the value targets) have very different spreads.
         self.reward_norm = RunningMeanStd(()) if config.normalize_reward else None
         self.return_norm = RunningMeanStd(()) if config.normalize_reward else None
-        self.actor = RL2Actor(self.policy, self.obs_norm, self.reward_norm)
+        self.actor = RL2Actor(self.policy, self.obs_norm, self.reward_norm, memory=config.memory)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.shuffle = torch.Generator().manual_seed(int(seed) + SHUFFLE_SEED_OFFSET)
 
@@ -257,6 +266,12 @@ class RL2(MetaLearner):
     def trained_steps(self) -> int:
         """Episodes before the last one of a training trial (``episodes_per_trial - 1``)."""
         return int(self.config.episodes_per_trial) - 1
+
+    def multitask_config(self) -> RL2Config:
+        """The same settings without memory (:attr:`RL2Config.memory`): one policy of the
+        current observation trained by the same PPO on the same trials of the training
+        tasks. It has nothing to adapt with, so its episodes 2..K only resample episode 1."""
+        return dataclasses.replace(self.config, memory=False)
 
     # ---------------------------------------------------------------- sampling
     def sample(self, sampler: TrialSampler, tasks: Sequence[Task], episodes: int) -> TrialBatch:
@@ -342,9 +357,7 @@ class RL2(MetaLearner):
         rewards = batch.rewards.reshape(inputs.shape[:2])
         if self.return_norm is not None:
             rewards = self.return_norm.scale(rewards) * masks
-        with torch.no_grad():
-            _, values, _ = self.policy.sequence(inputs)
-        values = values * masks
+        values = self.values(inputs) * masks
         if cfg.bootstrap_trial_end:
             # The trial's last valid step, unless its episode terminated; V(s_L) is
             # not observed, so the last state's own value stands in for it.
@@ -353,6 +366,15 @@ class RL2(MetaLearner):
             rewards = rewards + cfg.gamma * values * last
         adv = gae(rewards, values, masks, cfg.gamma, cfg.gae_lambda)
         return adv, adv + values
+
+    def values(self, inputs: Tensor) -> Tensor:
+        """Value estimates ``(B, L)`` of every step of ``inputs: (B, L, input_dim)``, without
+        gradient: over whole trials from fresh memory, or each step on its own without
+        memory (:attr:`RL2Config.memory`)."""
+        with torch.no_grad():
+            if self.config.memory:
+                return self.policy.sequence(inputs)[1]
+            return self.policy.sequence(inputs.reshape(-1, 1, inputs.shape[-1]))[1].reshape(inputs.shape[:2])
 
     def minibatch_loss(
         self,
@@ -394,6 +416,12 @@ class RL2(MetaLearner):
         adv, returns = self.targets(batch, inputs)
         flat["advantages"] = normalize_advantages(adv, flat["masks"])
         flat["returns"] = returns
+        if not cfg.memory:
+            # Without memory every step stands alone: sequences of one step, and PPO's
+            # minibatches are of steps instead of whole trials.
+            inputs = inputs.reshape(-1, 1, inputs.shape[-1])
+            B = inputs.shape[0]
+            flat = {k: v.reshape(B, 1, *v.shape[2:]) for k, v in flat.items()}
         sums: dict[str, float] = {}
         n_steps = 0
         first_loss = None
@@ -414,7 +442,7 @@ class RL2(MetaLearner):
                 n_steps += 1
         with torch.no_grad():
             _, values, _ = self.policy.sequence(inputs)
-            m = flat["masks"]
+            m, returns = flat["masks"], flat["returns"]
             resid = masked_mean((returns - values).square(), m)
             var = masked_mean((returns - masked_mean(returns, m)).square(), m)
         avg = {k: v / n_steps for k, v in sums.items()}

@@ -28,6 +28,13 @@ class RL2Config:
     updates ~1.8x faster at 64 units, ~1.3x at 256; gradients equal to float32
     rounding (~5e-7 relative). ``false``: autograd's. No effect with an LSTM (oneDNN's kernel), on a GPU (cuDNN's) or on
     learners without a GRU (SNAIL, the context learners)."""
+    memory: bool = True
+    """``false`` takes the memory away: the policy's state restarts at every step and
+    its previous-action, previous-reward and done inputs read 0, so it acts on the
+    current observation alone, and PPO's minibatches are of steps rather than whole
+    trials. That is this learner's multi-task baseline in ``robometa evaluate``: the
+    same policy, PPO settings, normalizers and experience, without memory, so it
+    cannot adapt; what the learner scores above it is what its memory buys."""
     init_std: float = 1.0
     """Initial action standard deviation."""
     gamma: float = 0.99

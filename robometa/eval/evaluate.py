@@ -268,12 +268,17 @@ def multitask_result(
 ) -> MethodResult:
     """One policy trained on the run's train tasks without meta-learning, then fine-tuned.
 
-    It is MAML's own machinery with zero inner steps during training (multi-task
-    TRPO/PPO with the run's settings and seed), trained on as many episodes as the
-    run's meta-training sampled (``multitask_iteration_factor`` x the run's
-    iterations: MAML with one inner step samples two batches per iteration, the
-    baseline one), fine-tuned at evaluation with the run's inner steps and episodes
-    and a step size chosen on val. The trained baseline is a run directory under
+    It is the learner's own machinery with meta-learning switched off
+    (``algo.multitask_config()``), trained on as many episodes as the run's
+    meta-training sampled (``multitask_iteration_factor`` x the run's iterations). For
+    a gradient learner that is zero inner steps during training (multi-task TRPO/PPO
+    with the run's settings and seed; MAML with one inner step samples two batches per
+    iteration, the baseline one), fine-tuned at evaluation with the run's inner steps
+    and episodes and a step size chosen on val (named ``multi-task + fine-tune``). For
+    a memory learner (RL², SNAIL, the context learners) it is the same policy and PPO
+    without memory (``memory=False``) on the same trials; it has no step size and
+    nothing to adapt with, so its episodes 2..K resample episode 1 (named
+    ``multi-task (no memory)``). The trained baseline is a run directory under
     ``eval/cache/`` (resumed if interrupted).
 
     Its checkpoint is chosen the way the learner's was, by what each was trained for:
@@ -345,7 +350,13 @@ def multitask_result(
     mt = load_run(path, "best" if by_val else "latest", split=split, tasks=tasks)
     # A fair fine-tuned baseline: its step size is chosen on validation tasks, as the
     # meta-learner's settings are, not borrowed from a learner that was meta-trained for it.
-    lr, scores = first.config.algo_params.inner_lr, {}
+    # A memory learner's baseline has no step size: without memory it does not adapt.
+    lr, scores = getattr(first.config.algo_params, "inner_lr", None), {}
+    if lr is None:
+        result = learner_result(mt, tasks, steps, seeds)
+        result.name = MULTITASK_NO_MEMORY
+        result.notes = {**mt.checkpoint_info(), "iterations": cfg.iterations, "rule_of": str(first.path)}
+        return result
     if steps > 0 and split != "val":
         if progress is not None:
             progress(f"multi-task baseline: choosing its fine-tuning step size on {len(tasks)} val tasks")
@@ -356,7 +367,7 @@ def multitask_result(
             scores[candidate.config.algo_params.inner_lr] = float(data.returns[:, 1:].mean())
         lr = max(scores, key=scores.get)
     result = learner_result(_with_inner_lr(mt, lr), tasks, steps, seeds)
-    result.name = "multi-task + fine-tune"
+    result.name = MULTITASK_FINE_TUNE
     result.notes = {
         **mt.checkpoint_info(),
         "iterations": cfg.iterations,
@@ -370,6 +381,10 @@ def multitask_result(
     return result
 
 
+# The multi-task baseline's name in reports: fine-tuned like a gradient learner, or a
+# memory learner's policy without its memory.
+MULTITASK_FINE_TUNE = "multi-task + fine-tune"
+MULTITASK_NO_MEMORY = "multi-task (no memory)"
 # Fine-tuning step sizes the multi-task baseline tries on val, relative to the run's inner_lr.
 FINE_TUNE_LR_FACTORS = (0.03, 0.1, 0.3, 1.0, 3.0)
 VAL_SELECTION_SEED = 7_000_001  # its own stream: the evaluation seeds are not reused
