@@ -301,3 +301,16 @@ def test_baselines_say_what_they_need():
     assert rl2.multitask_config().memory is False and rl2.multitask_iteration_factor() == 1
     assert all(BASELINES[b].supports(cheetah, toy) for b in ("no-adapt", "ppo-scratch"))
     assert maml.multitask_config().inner_steps == 0 and not maml.multitask_config().learn_inner_lr
+
+
+def test_a_learner_without_memory_is_named_apart():
+    from robometa.algos.context_config import ContextConfig
+    from robometa.algos.rl2_config import RL2Config
+    from robometa.configs.train import TrainConfig
+
+    def name(algo, params):
+        return TrainConfig(algo=algo, algo_params=params).learner
+
+    assert name("rl2", RL2Config()) == "rl2" and name("rl2", RL2Config(memory=False)) == "rl2-no-memory"
+    assert name("rl2", RL2Config(cell="lstm", memory=False)) == "rl2-lstm-no-memory"
+    assert name("context", ContextConfig(aggregator="pog", memory=False)) == "context-pog-no-memory"

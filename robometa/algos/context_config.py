@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robometa.algos.rl2_config import RL2Config
+from robometa.algos.rl2_config import RL2Config, memory_variant
 from robometa.policies.context import AGGREGATORS
 
 
@@ -35,8 +35,8 @@ class ContextConfig(RL2Config):
 
     def variant(self) -> str | None:
         """The aggregator: ``context-mean``, ``context-attention``, ``context-pog`` are
-        three learners in reports."""
-        return self.aggregator
+        three learners in reports (``context-mean-no-memory`` without memory)."""
+        return memory_variant(self.aggregator, self.memory)
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""

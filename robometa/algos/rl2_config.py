@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def memory_variant(variant: str | None, memory: bool) -> str | None:
+    """``variant`` with ``-no-memory`` appended when ``memory`` is off (``no-memory`` alone
+    when there is no other variant)."""
+    if memory:
+        return variant
+    return "no-memory" if variant is None else f"{variant}-no-memory"
+
+
 @dataclass(frozen=True)
 class RL2Config:
     """Trials, recurrent policy and PPO settings of the RL² learner."""
@@ -68,8 +76,9 @@ class RL2Config:
 
     def variant(self) -> str | None:
         """What names this learner apart from RL² with the paper's GRU: the cell, when it
-        is an LSTM (``rl2-lstm`` in reports)."""
-        return None if self.cell == "gru" else self.cell
+        is an LSTM (``rl2-lstm`` in reports), and ``no-memory`` without memory
+        (``rl2-no-memory``, ``rl2-lstm-no-memory``)."""
+        return memory_variant(None if self.cell == "gru" else self.cell, self.memory)
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
