@@ -3,7 +3,8 @@
 For one family and one 2x100 tanh Gaussian policy (the default ``GaussianMLPPolicy``), measures
 env-steps/s of
 
-  (a) open-loop ``mujoco.rollout`` of the same models (no policy): the ceiling;
+  (a) open-loop ``mujoco.rollout`` of the same models (no policy), replaying a sample
+      of robometa's sampler (its initial states and actions): the ceiling;
   (b) robometa's Sampler, closed loop (one policy forward per control step);
   (c) gymnasium ``SyncVectorEnv`` of the robometa facade env, closed loop;
   (d) gymnasium ``AsyncVectorEnv`` of the facade env, closed loop;
@@ -82,30 +83,47 @@ def _timed(run: Callable[[], int]) -> Timing:
     return steps, time.perf_counter() - t0, _cpu_s() - c0
 
 
-def open_loop(family, tasks, horizon: int, seed: int) -> Callable[[], Timing]:
-    """(a) one rollout call over all envs and the whole horizon, random controls."""
-    models = [family.model(t) for t in tasks]
-    lay = family.layout
+def recorded_work(family, tasks, episodes: int, horizon: int, policy, seed: int):
+    """A closed-loop sample of ``episodes`` envs per task as open-loop inputs: the models
+    ``[B]``, initial states ``(B, nstate)`` and controls ``(B, horizon * frame_skip, nu)``
+    (each action clipped as the simulator clips it, held for ``frame_skip`` physics
+    steps, zero after an early end), and the sample itself (with its recorded states)."""
+    recorder = Sampler(family, device="cpu", seed=seed + 1)  # a stream of its own
+    batch = recorder.sample(policy, tasks, episodes, horizon=horizon, record_states=True)
+    models = [family.model(t) for t in tasks for _ in range(episodes)]
+    B, lay = len(models), family.layout
+    state0 = np.ascontiguousarray(batch.states[:, :, 0].reshape(B, lay.nstate).double().numpy())
+    lo, hi = models[0].actuator_ctrlrange.T
+    actions = np.clip(batch.actions.reshape(B, horizon, lay.nu).double().numpy(), lo, hi)
+    actions[~batch.masks.reshape(B, horizon).bool().numpy()] = 0.0  # after an early end
+    ctrl = np.ascontiguousarray(np.repeat(actions, family.frame_skip, axis=1))
+    return models, state0, ctrl, batch
+
+
+def open_loop(family, tasks, episodes: int, horizon: int, policy, seed: int) -> Callable[[], Timing]:
+    """(a) the ceiling: one open-loop ``rollout`` call over all envs and the whole horizon,
+    replaying a closed-loop sample of the same envs with no policy in the loop.
+
+    The replayed work is the sampler's own: its initial states (the family's resets,
+    objects placed and reset noise drawn, as the sampler draws them) and its actions,
+    clipped to the control range as the simulator clips them. Envs whose episode ended
+    early (termination) keep stepping with zero controls to the horizon; throughput is
+    per simulated step either way. (Starting from ``mj_resetData`` states and random
+    controls instead, as this benchmark once did, simulates another scene: on push the
+    object starts at the world origin, inside other geometry, 13-28 contacts against the
+    reset state's 0-4.)
+    """
+    models, state0, ctrl, _ = recorded_work(family, tasks, episodes, horizon, policy, seed)
+    B, lay, nstep = len(models), family.layout, ctrl.shape[1]
     nthread = default_nthread()
     pool = rollout_pool(nthread)
     datas = [mujoco.MjData(models[0]) for _ in range(nthread)]
-    state0 = np.zeros((len(models), lay.nstate))
-    d = mujoco.MjData(models[0])
-    for i, m in enumerate(models):
-        mujoco.mj_resetData(m, d)
-        mujoco.mj_getState(m, d, state0[i], mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    nstep = horizon * family.frame_skip
-    rng = np.random.default_rng(seed)
-    lo, hi = models[0].actuator_ctrlrange.T
-    ctrl = rng.uniform(lo, hi, size=(len(models), horizon, 1, lay.nu))
-    ctrl = np.ascontiguousarray(np.broadcast_to(ctrl, (len(models), horizon, family.frame_skip, lay.nu)))
-    ctrl = ctrl.reshape(len(models), nstep, lay.nu)
-    state = np.empty((len(models), nstep, lay.nstate))
-    sens = np.empty((len(models), nstep, lay.nsensordata))
+    state = np.empty((B, nstep, lay.nstate))
+    sens = np.empty((B, nstep, lay.nsensordata))
 
     def run() -> int:
         pool.rollout(models, datas, state0, ctrl, nstep=nstep, state=state, sensordata=sens, skip_checks=True)
-        return len(models) * horizon
+        return B * horizon
 
     return lambda: _timed(run)
 
@@ -153,9 +171,7 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     load_before = os.getloadavg()
     torch.set_num_threads(1)
     contenders: dict[str, Callable[[], Timing]] = {
-        "open_loop_rollout": open_loop(
-            family, [t for t in tasks for _ in range(args.episodes)], horizon, args.seed
-        ),
+        "open_loop_rollout": open_loop(family, tasks, args.episodes, horizon, policy, args.seed),
         "robometa_sampler": robometa_sampler(family, tasks, args.episodes, horizon, policy, args.seed),
     }
     closers = []

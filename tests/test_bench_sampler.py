@@ -1,0 +1,41 @@
+"""scripts/bench_sampler.py's ceiling simulates the sampler's own work, open loop."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+from toy_problems import load_script
+
+from robometa.policies import GaussianMLPPolicy
+from robometa.tasks import make_family
+
+bench = load_script("bench_sampler")
+
+
+@pytest.mark.parametrize("name", ["push", "cheetah-vel"])
+def test_the_ceiling_replays_the_samplers_trajectories(name):
+    """Open loop from the recorded initial states with the recorded (clipped) actions
+    retraces the closed-loop episodes: the ceiling times the same physics, not another
+    scene (from mj_resetData, push's object would start inside other geometry)."""
+    fam = make_family(name)
+    tasks = fam.split_tasks("train", seed=0, n=2)
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(fam.obs_dim, fam.layout.nu)
+    T, fs = 4, fam.frame_skip
+    models, state0, ctrl, batch = bench.recorded_work(fam, tasks, 2, T, policy, seed=0)
+    B = len(models)
+    assert ctrl.shape == (B, T * fs, fam.layout.nu)
+    recorded = batch.states.reshape(B, T + 1, -1).double().numpy()
+    np.testing.assert_array_equal(state0, recorded[:, 0])
+    data = mujoco.MjData(models[0])
+    for b, model in enumerate(models):
+        mujoco.mj_setState(model, data, state0[b], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        for t in range(T):
+            data.ctrl[:] = ctrl[b, t * fs]
+            for _ in range(fs):
+                mujoco.mj_step(model, data)
+            got = np.empty(fam.layout.nstate)
+            mujoco.mj_getState(model, data, got, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            np.testing.assert_allclose(got, recorded[b, t + 1], rtol=1e-6, atol=1e-6)
