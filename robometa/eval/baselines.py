@@ -5,6 +5,8 @@
   adapts with (``episodes_per_step * horizon`` per step); its policy is evaluated
   after each step's worth of training, so step k of its curve has seen as much of
   the task as step k of the meta-learner's.
+* ``multitask``: the learner's own settings with meta-learning switched off, trained on
+  its training tasks with as much experience (:func:`robometa.eval.evaluate.multitask_result`).
 * ``expert``: the family's scripted expert, where it has one (an upper reference;
   it does not adapt, so its curve is flat by construction and sampled at step 0).
 
@@ -249,7 +251,8 @@ BASELINES: dict[str, Baseline] = {
         Baseline("no-adapt", "the meta-trained policy before any experience of the task, held flat", _always),
         Baseline(
             "multitask",
-            "one policy trained on the training tasks without meta-learning, fine-tuned like the learner",
+            "one policy trained on the training tasks without meta-learning: fine-tuned like a gradient "
+            "learner, or a memory learner's policy without its memory",
             _needs_multitask_setting,
         ),
         Baseline("ppo-scratch", "stable-baselines3 PPO from scratch on each task, same budget", _always),
