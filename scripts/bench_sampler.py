@@ -5,7 +5,12 @@ env-steps/s of
 
   (a) open-loop ``mujoco.rollout`` of the same models (no policy), replaying a sample
       of robometa's sampler (its initial states and actions): the ceiling;
-  (b) robometa's Sampler, closed loop (one policy forward per control step);
+  (b) robometa's Sampler, closed loop (one policy forward per control step), plain:
+      the policy and the physics of the whole batch take turns (``pipeline=False``);
+  (b') the same Sampler pipelined: the physics of one half of the batch runs on a
+      worker thread while the policy of the other half runs (``pipeline=True``;
+      the same episodes bit for bit; by default a sampler with two MuJoCo threads or
+      more times (b) and (b') on its own requests and keeps the faster);
   (c) gymnasium ``SyncVectorEnv`` of the robometa facade env, closed loop;
   (d) gymnasium ``AsyncVectorEnv`` of the facade env, closed loop;
   (e) EnvPool ``HalfCheetah-v5`` / ``Ant-v5`` (without contact forces, so it observes
@@ -60,7 +65,7 @@ import torch
 import robometa  # noqa: F401  (registers the gymnasium ids)
 from robometa.errors import RobometaError
 from robometa.policies import GaussianMLPPolicy
-from robometa.sampling import Sampler
+from robometa.sampling import Sampler, chunks
 from robometa.sim.batch_sim import default_nthread, rollout_pool
 from robometa.tasks import family_names, make_family
 
@@ -128,13 +133,26 @@ def open_loop(family, tasks, episodes: int, horizon: int, policy, seed: int) -> 
     return lambda: _timed(run)
 
 
-def robometa_sampler(family, tasks, episodes: int, horizon: int, policy, seed: int) -> Callable[[], Timing]:
-    """(b) the Sampler, closed loop."""
-    sampler = Sampler(family, device="cpu", seed=seed)
+def robometa_sampler(
+    family, tasks, episodes: int, horizon: int, policy, seed: int, pipeline: bool, parts: list
+) -> Callable[[], Timing]:
+    """(b)/(b') the Sampler, closed loop, plain or pipelined; ``parts`` collects the
+    part sizes of every pipelined request (empty: the batch was never cut)."""
+    sampler = Sampler(family, device="cpu", seed=seed, pipeline=pipeline)
     sampler.sample(policy, tasks[:1], 1, horizon=2)  # warm up the pool and torch
 
     def run() -> int:
-        return sampler.sample(policy, tasks, episodes, horizon=horizon).env_steps
+        real = chunks.collect_parts
+
+        def spy(loop_parts, *a, **kw):
+            parts.append([sim.spec.num_envs for sim, _ in loop_parts])
+            return real(loop_parts, *a, **kw)
+
+        chunks.collect_parts = spy  # only to report the cut
+        try:
+            return sampler.sample(policy, tasks, episodes, horizon=horizon).env_steps
+        finally:
+            chunks.collect_parts = real
 
     return lambda: _timed(run)
 
@@ -170,9 +188,15 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     envs_total = args.tasks * args.episodes
     load_before = os.getloadavg()
     torch.set_num_threads(1)
+    parts: list[list[int]] = []
     contenders: dict[str, Callable[[], Timing]] = {
         "open_loop_rollout": open_loop(family, tasks, args.episodes, horizon, policy, args.seed),
-        "robometa_sampler": robometa_sampler(family, tasks, args.episodes, horizon, policy, args.seed),
+        "robometa_plain": robometa_sampler(
+            family, tasks, args.episodes, horizon, policy, args.seed, False, []
+        ),
+        "robometa_pipelined": robometa_sampler(
+            family, tasks, args.episodes, horizon, policy, args.seed, True, parts
+        ),
     }
     closers = []
 
@@ -222,7 +246,7 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     for close in closers:
         close()
     best = {k: max(n / w for n, w, _ in v) for k, v in rounds.items()}
-    ceiling, ours = best["open_loop_rollout"], best["robometa_sampler"]
+    ceiling, new = best["open_loop_rollout"], best["robometa_pipelined"]
     return {
         "family": name,
         "family_kwargs": args.family_kwargs,
@@ -230,10 +254,11 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
         "horizon": horizon,
         "vec_envs": args.vec_envs,
         "repeats": args.repeats,
+        "pipelined_parts": parts[0] if parts else None,
         "envpool": envpool_note,
         "steps_per_s": best,
         "ratio_to_ceiling": {k: v / ceiling for k, v in best.items()},
-        "robometa_ratio_to": {k: ours / v for k, v in best.items() if k != "robometa_sampler"},
+        "pipelined_ratio_to": {k: new / v for k, v in best.items() if k != "robometa_pipelined"},
         "cpu_us_per_env_step": {k: min(1e6 * c / n for n, _, c in v) for k, v in rounds.items()},
         "rounds_steps_per_s": {k: [n / w for n, w, _ in v] for k, v in rounds.items()},
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
@@ -370,14 +395,16 @@ def print_ray_table(report: dict) -> None:
 
 def print_table(report: dict) -> None:
     options = f" {json.dumps(report['family_kwargs'])}" if report["family_kwargs"] else ""
+    parts = report["pipelined_parts"]
+    cut = f"pipelined as {' + '.join(map(str, parts))} envs" if parts else "not pipelined (no exact cut)"
     print(
         f"\n{report['family']}{options}: {report['envs']} envs x {report['horizon']} steps "
-        f"(vector envs: {report['vec_envs']}); best of {report['repeats']} interleaved rounds"
+        f"(vector envs: {report['vec_envs']}); best of {report['repeats']} interleaved rounds; {cut}"
     )
-    head = f"{'contender':<24}{'env-steps/s':>13}{'x ceiling':>11}{'robometa / it':>16}{'CPU us/step':>13}"
+    head = f"{'contender':<24}{'env-steps/s':>13}{'x ceiling':>11}{'pipelined / it':>16}{'CPU us/step':>13}"
     print(head + "\n" + "-" * len(head))
     for k, v in report["steps_per_s"].items():
-        ratio = report["robometa_ratio_to"].get(k)
+        ratio = report["pipelined_ratio_to"].get(k)
         print(
             f"{k:<24}{v:>13,.0f}{report['ratio_to_ceiling'][k]:>10.2f}x"
             f"{'-' if ratio is None else f'{ratio:.2f}x':>16}{report['cpu_us_per_env_step'][k]:>13.1f}"

@@ -73,6 +73,7 @@ class SamplerContext:
     device: torch.device  # the sampler's device
     nthread: int | None  # MuJoCo threads of a simulator in this process
     torch_threads: int | None  # torch threads while sampling in this process (None: leave)
+    pipeline: bool | None = None  # overlap policy and physics in this process (None: auto; see chunks)
 
 
 class InProcess:
@@ -98,7 +99,15 @@ class InProcess:
     ) -> RunResult:
         with torch_threads(context.torch_threads):
             out, noise = run_chunks(
-                family, actor, request, chunks, num_tasks, context.device, context.nthread, self.sim_backend
+                family,
+                actor,
+                request,
+                chunks,
+                num_tasks,
+                context.device,
+                context.nthread,
+                self.sim_backend,
+                context.pipeline,
             )
         rows = np.concatenate([c.rows(request.copies) for c in chunks])
         return RunResult(scatter([(rows, out)], num_tasks * request.copies), noise)

@@ -25,6 +25,16 @@ cuts a request into, never on how many workers run them.
 (:func:`~robometa.sampling.rollout.collect`): one simulator over all their envs, one
 batched step per control step, one policy call per chunk. :func:`scatter` puts the
 groups' columns back in request order.
+
+Chunks overlap nothing by themselves: their policy calls and the batched physics step
+follow each other. Overlap is :func:`run_chunks`'s ``pipeline``: the envs are cut in two
+parts, each with its own simulator, and the loop runs one part's physics (on all the
+simulator's threads) from a worker thread while the main thread runs the other's policy
+(:func:`~robometa.sampling.rollout.collect_parts`). The cut must leave the results
+unchanged (:func:`split_actor`): between chunks it does by construction; inside one
+chunk, whose action noise is one draw per step for all its envs, it is taken only where a
+check shows that the two parts' calls, one after the other on the same generator, give
+the whole chunk's actions, log-probabilities and generator state bit for bit.
 """
 
 from __future__ import annotations
@@ -38,8 +48,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from robometa.sampling.rollout import PreviousStep, Rollout, RolloutActor, collect
-from robometa.sim import make_simulator
+from robometa.sampling.rollout import PreviousStep, Rollout, RolloutActor, collect, collect_parts
+from robometa.sim import make_simulator, steps_in_two_phases
+from robometa.sim.batch_sim import default_nthread
 
 NoiseSource = int | Tensor
 """A chunk's action noise: a seed (``int``) or the state of the stream it continues (``ByteTensor``)."""
@@ -164,6 +175,26 @@ class EpisodeActor:
         action, logp = self.actor.act(obs_t, self.gen, self.deterministic)
         return action.reshape(B, -1).cpu().numpy(), logp.reshape(B).cpu().numpy(), None
 
+    def split(self, cut: int, gen: torch.Generator | None = None) -> tuple[EpisodeActor, EpisodeActor] | None:
+        """Actors of rows ``[0, cut)`` and ``[cut, B)`` sharing generator ``gen`` (default:
+        this one's): a cut between tasks, or inside the task when there is one; else ``None``.
+        Whether calling them in turn equals calling this one is :func:`split_actor`'s check."""
+        M, N, gen = self.M, self.N, self.gen if gen is None else gen
+        if cut % N == 0 and 0 < cut < M * N:
+            c = cut // N
+            return (
+                EpisodeActor(_task_actor(self.actor, 0, c, M), c, N, self.device, gen, self.deterministic),
+                EpisodeActor(
+                    _task_actor(self.actor, c, M, M), M - c, N, self.device, gen, self.deterministic
+                ),
+            )
+        if M == 1 and 0 < cut < N:
+            return (
+                EpisodeActor(self.actor, 1, cut, self.device, gen, self.deterministic),
+                EpisodeActor(self.actor, 1, N - cut, self.device, gen, self.deterministic),
+            )
+        return None
+
 
 class TrialActor:
     """A ``TrialActor`` (recurrent, memory across a trial's episodes) seen by :func:`collect`:
@@ -201,6 +232,16 @@ class _Stacked:
     def initial_memory(self, num_envs: int) -> list[Any]:
         return [p.initial_memory(r.stop - r.start) for p, r in zip(self.parts, self.rows)]
 
+    def split(self, cut: int) -> tuple[RolloutActor, RolloutActor]:
+        """The chunks before row ``cut`` (a boundary between them) and those after."""
+        j = [r.stop for r in self.rows].index(cut) + 1
+        sizes = [r.stop - r.start for r in self.rows]
+
+        def stack(parts: list[RolloutActor], n: list[int]) -> RolloutActor:
+            return parts[0] if len(parts) == 1 else _Stacked(parts, n)
+
+        return stack(self.parts[:j], sizes[:j]), stack(self.parts[j:], sizes[j:])
+
     def act(
         self, obs: np.ndarray, memory: list[Any], prev: PreviousStep
     ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
@@ -223,12 +264,125 @@ def generator(noise: NoiseSource, device: torch.device) -> torch.Generator:
     return gen
 
 
+def _task_actor(actor: Any, start: int, stop: int, num_tasks: int) -> Any:
+    """The actor of tasks ``start:stop`` of ``num_tasks``: sliced when it has per-task weights."""
+    if isinstance(actor, TaskSliceable) and stop - start < num_tasks:
+        return actor.for_tasks(start, stop)
+    return actor
+
+
 def chunk_actor(actor: Any, chunk: Chunk, num_tasks: int) -> Any:
     """The actor of ``chunk``'s tasks: sliced when it has per-task weights and the chunk
     holds part of the request's ``num_tasks`` tasks."""
-    if isinstance(actor, TaskSliceable) and len(chunk.tasks) < num_tasks:
-        return actor.for_tasks(chunk.tasks.start, chunk.tasks.stop)
-    return actor
+    return _task_actor(actor, chunk.tasks.start, chunk.tasks.stop, num_tasks)
+
+
+# ------------------------------------------------------------------ pipelining
+
+MIN_PART = 8  # envs in each part of a pipelined batch, at least
+_NOISE_BLOCK = 16  # torch's CPU normal sampler transforms its draws in blocks of 16 values
+_TRIES = 3  # cuts inside a chunk checked, at most
+
+
+def pipelining(pipeline: bool | None, device: torch.device, nthread: int | None) -> bool:
+    """Whether to try cutting a batch in two pipelined parts.
+
+    ``pipeline``: ``False`` never, ``True`` wherever the batch can be cut, ``None`` (auto)
+    where the policy runs on the CPU and the simulator may use two threads or more
+    (``nthread``, ``None`` meaning all cores): with one, the main thread's work and the
+    physics would only take turns on the same core.
+    """
+    if pipeline is not None:
+        return bool(pipeline)
+    threads = default_nthread() if nthread is None else int(nthread)
+    return device.type == "cpu" and threads >= 2
+
+
+class PipelineChoice:
+    """A sampler's ``pipeline=None`` (auto): pipelined or plain, whichever is faster here.
+
+    Both give the same episodes, so the choice is only one of speed, and that depends on
+    the machine: the overlap pays where cores are idle, while on a machine that other jobs
+    keep busy the pipeline's extra calls may cost more than it saves. So the sampler times
+    its own requests, per request shape: the first runs plain, the second pipelined, the
+    next ones whichever has the lower running mean of seconds per env-step, and every
+    :attr:`PROBE`-th one the other way again, to follow a machine whose load changes.
+    """
+
+    PROBE = 8
+
+    def __init__(self) -> None:
+        self._stats: dict[Any, list[Any]] = {}  # shape -> [plain s/step, pipelined s/step, requests]
+
+    def pick(self, shape: Any) -> bool:
+        """Whether the next request of this shape runs pipelined."""
+        stats = self._stats.setdefault(shape, [None, None, 0])
+        plain, piped, n = stats
+        stats[2] = n + 1
+        if plain is None or piped is None:
+            return plain is not None
+        return (piped < plain) != (n % self.PROBE == 0)
+
+    def record(self, shape: Any, pipelined: bool, seconds_per_step: float) -> None:
+        """How long a request of this shape took, per env-step, the way it ran."""
+        stats = self._stats.setdefault(shape, [None, None, 0])
+        old = stats[int(pipelined)]
+        stats[int(pipelined)] = seconds_per_step if old is None else 0.5 * (old + seconds_per_step)
+
+
+def _clone(gen: torch.Generator) -> torch.Generator:
+    twin = torch.Generator(device=gen.device)
+    twin.set_state(gen.get_state())
+    return twin
+
+
+def split_actor(
+    actor: RolloutActor, num_envs: int, obs_dim: int
+) -> tuple[RolloutActor, RolloutActor, int] | None:
+    """``actor`` (the rollout loop's, over ``num_envs`` envs) cut into the actors of rows
+    ``[0, cut)`` and ``[cut, num_envs)``, such that calling them in turn gives exactly what
+    ``actor`` gives; ``None`` where no cut with :data:`MIN_PART` envs on each side does.
+
+    Several chunks are cut at the chunk boundary nearest the middle (chunks are independent,
+    whatever their actors). One :class:`EpisodeActor` is cut between tasks (or inside its
+    one task) where a check on random observations finds the two calls, on a copy of the
+    generator, giving its actions, log-probabilities and final generator state bit for bit:
+    that depends on the policy's arithmetic and on how torch draws normal noise in pieces,
+    both fixed by the shapes. Trial actors (memory) are not cut inside a chunk.
+    """
+    if isinstance(actor, _Stacked):
+        cuts = [r.stop for r in actor.rows[:-1] if MIN_PART <= r.stop <= num_envs - MIN_PART]
+        if not cuts:
+            return None
+        cut = min(cuts, key=lambda c: abs(2 * c - num_envs))
+        return (*actor.split(cut), cut)
+    if not isinstance(actor, EpisodeActor) or num_envs < 2 * MIN_PART:
+        return None
+    probe = np.random.default_rng(0).standard_normal((num_envs, obs_dim))
+    none = PreviousStep(np.zeros((num_envs, 0), np.float32), np.zeros(num_envs), np.zeros(num_envs))
+    whole_gen = _clone(actor.gen)
+    whole = EpisodeActor(actor.actor, actor.M, actor.N, actor.device, whole_gen, actor.deterministic)
+    want_a, want_logp, _ = whole.act(probe, None, none)
+    act_dim = want_a.shape[1]
+    step = actor.N if actor.M > 1 else 1
+    cuts = [c for c in range(step, num_envs, step) if MIN_PART <= c <= num_envs - MIN_PART]
+    # Cuts at a block boundary of the noise first: only an ordering, the check decides.
+    cuts.sort(key=lambda c: ((c * act_dim) % _NOISE_BLOCK != 0, abs(2 * c - num_envs)))
+    for cut in cuts[:_TRIES]:
+        gen = _clone(actor.gen)
+        pair = actor.split(cut, gen)
+        if pair is None:
+            continue
+        a1, logp1, _ = pair[0].act(probe[:cut], None, none)
+        a2, logp2, _ = pair[1].act(probe[cut:], None, none)
+        if (
+            np.array_equal(np.concatenate([a1, a2]), want_a)
+            and np.array_equal(np.concatenate([logp1, logp2]), want_logp)
+            and torch.equal(gen.get_state(), whole_gen.get_state())
+        ):
+            first, second = actor.split(cut)  # type: ignore[misc]
+            return first, second, cut
+    return None
 
 
 # ------------------------------------------------------------------ running and gathering
@@ -257,6 +411,7 @@ def run_chunks(
     device: torch.device,
     nthread: int | None = None,
     sim_backend: str = "batch",
+    pipeline: bool | None = False,
 ) -> tuple[Rollout, list[Tensor]]:
     """Run ``chunks`` of a request over ``num_tasks`` tasks together, policy on ``device``.
 
@@ -264,10 +419,13 @@ def run_chunks(
     :func:`collect` steps it and calls each chunk's actor on that chunk's rows. Returns
     the :class:`Rollout` of those envs (columns in chunk order) and every chunk's final
     generator state (for the chunk that continues the sampler's stream, its new state).
+
+    ``pipeline`` (see :func:`pipelining`; off by default): where the backend steps in two
+    phases and :func:`split_actor` finds an exact cut, two simulators, one per part, stepped
+    by :func:`~robometa.sampling.rollout.collect_parts`; the same results, bit for bit.
     """
     env_tasks = [task for c in chunks for task in c.task_records for _ in c.envs]
     seeds = [s for c in chunks for s in c.seeds]
-    sim = make_simulator(family, env_tasks, seeds, nthread, sim_backend)
     gens = [generator(c.noise, device) for c in chunks]
     parts: list[RolloutActor] = []
     for c, gen in zip(chunks, gens):
@@ -277,7 +435,21 @@ def run_chunks(
         else:
             parts.append(EpisodeActor(a, len(c.tasks), len(c.envs), device, gen, request.deterministic))
     loop_actor = parts[0] if len(parts) == 1 else _Stacked(parts, [c.num_envs for c in chunks])
-    out = collect(sim, loop_actor, request.horizon, request.episodes, request.record_states)
+    cut = None
+    if pipelining(pipeline, device, nthread) and steps_in_two_phases(sim_backend):
+        cut = split_actor(loop_actor, len(env_tasks), family.obs_dim)
+    if cut is None:
+        sim = make_simulator(family, env_tasks, seeds, nthread, sim_backend)
+        out = collect(sim, loop_actor, request.horizon, request.episodes, request.record_states)
+    else:
+        first, second, c = cut
+        sims = [
+            make_simulator(family, env_tasks[:c], seeds[:c], nthread, sim_backend),
+            make_simulator(family, env_tasks[c:], seeds[c:], nthread, sim_backend),
+        ]
+        out = collect_parts(
+            list(zip(sims, (first, second))), request.horizon, request.episodes, request.record_states
+        )
     return out, [g.get_state() for g in gens]
 
 

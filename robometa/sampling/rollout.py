@@ -22,10 +22,26 @@ every piece of bookkeeping, so that all consumers agree on it:
 * Blow-ups (``StepResult.unstable``) end their episode and are counted.
 
 The loop ends as soon as every env finished its trial.
+
+Pipelining (:func:`collect_parts`): the batch may come as two or more *parts*, each a
+simulator over consecutive columns with its own actor, such that calling the parts'
+actors in order gives exactly what one actor over the whole batch gives (the sampler
+checks this before it cuts, :mod:`robometa.sampling.chunks`). The parts' physics then
+runs on one worker thread, part after part, each on the simulator's own MuJoCo threads
+(``mujoco.rollout`` releases the GIL), while the main thread does everything else of
+the other parts: their bookkeeping and their policy forward. Every env's trajectory
+depends only on its own inputs, the actors are called in part order at every step, and
+a part whose envs are all done keeps calling its actor (drawing its noise) for as long
+as the loop goes on, exactly as the whole-batch actor does; so the result equals
+:func:`collect` over the whole batch, bit for bit.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -91,6 +107,171 @@ class Rollout:
     horizon: int  # T
 
 
+class _Buffers:
+    """The whole batch's arrays, which every part fills in its own columns."""
+
+    def __init__(
+        self, B: int, K: int, T: int, obs_dim: int, act_dim: int, state_dim: int, record_states: bool
+    ):
+        L = K * T
+        self.B, self.K, self.T = B, K, T
+        self.obs = np.zeros((L, B, obs_dim), dtype=np.float32)
+        self.act = np.zeros((L, B, act_dim), dtype=np.float32)
+        self.rew = np.zeros((L, B), dtype=np.float32)
+        self.logp = np.zeros((L, B), dtype=np.float32)
+        self.mask = np.zeros((L, B), dtype=np.float32)
+        self.end = np.zeros((L, B), dtype=np.float32)
+        self.term = np.zeros((L, B), dtype=np.float32)
+        # Per episode, filled when the episode ends from the running sums of the current one.
+        self.ep_return = np.zeros((B, K))
+        self.ep_length = np.zeros((B, K), dtype=np.int64)
+        self.ep_success = np.zeros((B, K), dtype=bool)
+        self.ep_terms: dict[str, np.ndarray] = {}
+        self.final_obs = np.zeros((B, K, obs_dim), dtype=np.float32)
+        self.final_metrics: dict[str, np.ndarray] = {}
+        self.states = np.zeros((B, K, T + 1, state_dim)) if record_states else None
+
+
+class _Part:
+    """The loop's state for one simulator (columns ``cols`` of the batch) and its actor.
+
+    A step is :meth:`act` (observation -> actor -> stored), :meth:`launch` (the
+    simulator step begins; its physics runs inline, or on ``worker``) and :meth:`finish`
+    (the step's results -> bookkeeping, resets of ended episodes).
+    """
+
+    def __init__(self, sim: Simulator, actor: RolloutActor, cols: slice, buf: _Buffers):
+        self.sim, self.actor, self.cols, self.buf = sim, actor, cols, buf
+        self.n = n = cols.stop - cols.start
+        # Views of this part's columns of the batch's arrays.
+        self.obs_buf, self.act_buf, self.rew_buf = buf.obs[:, cols], buf.act[:, cols], buf.rew[:, cols]
+        self.logp_buf, self.mask_buf = buf.logp[:, cols], buf.mask[:, cols]
+        self.end_buf, self.term_buf = buf.end[:, cols], buf.term[:, cols]
+        self.ep_return, self.ep_length = buf.ep_return[cols], buf.ep_length[cols]
+        self.ep_success, self.final_obs = buf.ep_success[cols], buf.final_obs[cols]
+        self.states = None if buf.states is None else buf.states[cols]
+        self.cur_return = np.zeros(n)
+        self.cur_success = np.zeros(n, dtype=bool)
+        self.cur_terms: dict[str, np.ndarray] = {}
+        self.episode = np.zeros(n, dtype=np.int64)  # current episode of every env (K once its trial is over)
+        self.t_in_episode = np.zeros(n, dtype=np.int64)  # steps taken in the current episode
+        self.running = np.ones(n, dtype=bool)  # trial not over
+        self.live = True  # some env's trial is not over
+        self.instabilities = 0
+        self.future: Future | None = None
+
+    def start(self) -> None:
+        self.obs = self.sim.reset()
+        if self.states is not None:
+            self.states[:, 0, 0] = self.sim.state
+        act_dim = self.buf.act.shape[2]
+        self.prev = PreviousStep(
+            np.zeros((self.n, act_dim), dtype=np.float32),
+            np.zeros(self.n, dtype=np.float32),
+            np.zeros(self.n, dtype=np.float32),
+        )
+        self.memory = self.actor.initial_memory(self.n)
+
+    def act(self, s: int) -> None:
+        """The actor's call of step ``s``. A part whose envs are all done still calls
+        it (the whole-batch actor would, drawing its noise) but keeps nothing."""
+        if not self.live:
+            self.actor.act(self.obs, self.memory, self.prev)
+            return
+        self.obs_buf[s] = self.obs
+        self.action, logp, self.memory = self.actor.act(self.obs, self.memory, self.prev)
+        self.act_buf[s] = self.action
+        if logp is not None:
+            self.logp_buf[s] = logp
+        self.mask_buf[s] = self.running
+
+    def launch(self, worker: ThreadPoolExecutor | None = None) -> None:
+        """Begin the step (envs whose trial is over stay put); its physics on ``worker``."""
+        if worker is None:
+            self.result = self.sim.step(self.action, active=self.running)
+            return
+        self.pending = self.sim.begin_step(self.action, active=self.running)  # type: ignore[attr-defined]
+        self.future = worker.submit(self.pending.run)
+
+    def wait(self) -> None:
+        if self.future is not None:
+            future, self.future = self.future, None
+            future.result()
+            self.result = self.sim.end_step(self.pending)  # type: ignore[attr-defined]
+
+    def finish(self, s: int) -> None:
+        """Bookkeeping of step ``s``; afterwards ``live`` says whether a trial goes on."""
+        self.wait()
+        r, buf, running = self.result, self.buf, self.running
+        sim, T, K, cols = self.sim, buf.T, buf.K, self.cols
+        episode, t_in_episode = self.episode, self.t_in_episode
+        self.instabilities += int(r.unstable.sum())
+        self.rew_buf[s] = r.reward
+        np.add(self.cur_return, r.reward, out=self.cur_return, where=running)
+        for k, v in r.terms.items():
+            if k not in self.cur_terms:
+                self.cur_terms[k] = np.zeros(self.n)
+                buf.ep_terms.setdefault(k, np.zeros((buf.B, K)))
+            np.add(self.cur_terms[k], v, out=self.cur_terms[k], where=running)
+        np.logical_or(self.cur_success, r.success, out=self.cur_success, where=running)
+        t_in_episode += running
+        if self.states is not None:
+            live = np.flatnonzero(running)
+            self.states[live, episode[live], t_in_episode[live]] = sim.state[live]
+        ended = running & (r.terminated | (t_in_episode >= T))
+        self.end_buf[s] = ended
+        self.term_buf[s] = ended & r.terminated
+        self.obs = r.obs
+        if ended.any():
+            e = np.flatnonzero(ended)
+            k_e = episode[e]
+            self.ep_return[e, k_e] = self.cur_return[e]
+            self.ep_length[e, k_e] = t_in_episode[e]
+            self.ep_success[e, k_e] = self.cur_success[e]
+            for k, v in self.cur_terms.items():
+                buf.ep_terms[k][cols][e, k_e] = v[e]
+                v[e] = 0.0
+            cut = e[~r.terminated[e]]
+            self.final_obs[cut, episode[cut]] = r.obs[cut]
+            for k, v in r.metrics.items():
+                buf.final_metrics.setdefault(k, np.zeros(buf.B, dtype=v.dtype))[cols][e] = v[e]
+            self.cur_return[e] = 0.0
+            self.cur_success[e] = False
+            episode[e] += 1
+            running[e] = episode[e] < K
+            restart = ended & running
+            if restart.any():
+                self.obs = sim.reset(restart)
+                t_in_episode[restart] = 0
+                if self.states is not None:
+                    self.states[restart, episode[restart], 0] = sim.state[restart]
+            self.live = bool(running.any())
+        # What the next step's actor input says about this one (views of the stored rows).
+        self.prev = PreviousStep(self.act_buf[s], self.rew_buf[s], self.end_buf[s])
+
+
+_WORKER: list[ThreadPoolExecutor] = []
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The process's persistent worker thread that runs pipelined parts' physics, in order."""
+    with _WORKER_LOCK:
+        if not _WORKER:
+            _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="robometa-physics"))
+        return _WORKER[0]
+
+
+def _forked() -> None:
+    # A forked child has no copy of the thread: it starts its own when it first needs one.
+    global _WORKER_LOCK
+    _WORKER.clear()
+    _WORKER_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def collect(
     sim: Simulator, actor: RolloutActor, horizon: int, episodes: int = 1, record_states: bool = False
 ) -> Rollout:
@@ -98,118 +279,116 @@ def collect(
 
     Starts by resetting every env; see the module docstring for the bookkeeping.
     """
-    spec = sim.spec
-    B, K, T = spec.num_envs, int(episodes), int(horizon)
+    return collect_parts([(sim, actor)], horizon, episodes, record_states)
+
+
+def collect_parts(
+    parts: Sequence[tuple[Simulator, RolloutActor]],
+    horizon: int,
+    episodes: int = 1,
+    record_states: bool = False,
+) -> Rollout:
+    """:func:`collect` over a batch given as ``parts``, consecutive column blocks, each a
+    simulator and the actor of its envs, pipelined (see the module docstring).
+
+    With more than one part, the simulators must step in two phases
+    (:func:`robometa.sim.steps_in_two_phases`), and calling the parts' actors in order must give
+    exactly what one actor over the whole batch gives; the result is then that actor's
+    :func:`collect` over one simulator of the whole batch, bit for bit.
+    """
+    specs = [sim.spec for sim, _ in parts]
+    B, K, T = sum(sp.num_envs for sp in specs), int(episodes), int(horizon)
     L = K * T
-    obs_buf = np.zeros((L, B, spec.obs_dim), dtype=np.float32)
-    act_buf = np.zeros((L, B, spec.act_dim), dtype=np.float32)
-    rew_buf = np.zeros((L, B), dtype=np.float32)
-    logp_buf = np.zeros((L, B), dtype=np.float32)
-    mask_buf = np.zeros((L, B), dtype=np.float32)
-    end_buf = np.zeros((L, B), dtype=np.float32)
-    term_buf = np.zeros((L, B), dtype=np.float32)
-    # Per episode, filled when the episode ends from the running sums of the current one.
-    ep_return = np.zeros((B, K))
-    ep_length = np.zeros((B, K), dtype=np.int64)
-    ep_success = np.zeros((B, K), dtype=bool)
-    ep_terms: dict[str, np.ndarray] = {}
-    final_obs = np.zeros((B, K, spec.obs_dim), dtype=np.float32)
-    final_metrics: dict[str, np.ndarray] = {}
-    cur_return = np.zeros(B)
-    cur_success = np.zeros(B, dtype=bool)
-    cur_terms: dict[str, np.ndarray] = {}
-
-    episode = np.zeros(B, dtype=np.int64)  # current episode of every env (K once its trial is over)
-    t_in_episode = np.zeros(B, dtype=np.int64)  # steps taken in the current episode
-    running = np.ones(B, dtype=bool)  # trial not over
-    instabilities = 0
-    obs = sim.reset()
-    states = np.zeros((B, K, T + 1, spec.state_dim)) if record_states else None
-    if states is not None:
-        states[:, 0, 0] = sim.state
-    prev = PreviousStep(
-        np.zeros((B, spec.act_dim), dtype=np.float32),
-        np.zeros(B, dtype=np.float32),
-        np.zeros(B, dtype=np.float32),
-    )
-    memory = actor.initial_memory(B)
-    for s in range(L):
-        obs_buf[s] = obs
-        action, logp, memory = actor.act(obs, memory, prev)
-        act_buf[s] = action
-        if logp is not None:
-            logp_buf[s] = logp
-        mask_buf[s] = running
-        r = sim.step(action, active=running)  # envs whose trial is over stay put
-        instabilities += int(r.unstable.sum())
-        rew_buf[s] = r.reward
-        np.add(cur_return, r.reward, out=cur_return, where=running)
-        for k, v in r.terms.items():
-            if k not in cur_terms:
-                cur_terms[k], ep_terms[k] = np.zeros(B), np.zeros((B, K))
-            np.add(cur_terms[k], v, out=cur_terms[k], where=running)
-        np.logical_or(cur_success, r.success, out=cur_success, where=running)
-        t_in_episode += running
-        if states is not None:
-            live = np.flatnonzero(running)
-            states[live, episode[live], t_in_episode[live]] = sim.state[live]
-        ended = running & (r.terminated | (t_in_episode >= T))
-        end_buf[s] = ended
-        term_buf[s] = ended & r.terminated
-        obs = r.obs
-        if ended.any():
-            e = np.flatnonzero(ended)
-            k_e = episode[e]
-            ep_return[e, k_e] = cur_return[e]
-            ep_length[e, k_e] = t_in_episode[e]
-            ep_success[e, k_e] = cur_success[e]
-            for k, v in cur_terms.items():
-                ep_terms[k][e, k_e] = v[e]
-                v[e] = 0.0
-            cut = e[~r.terminated[e]]
-            final_obs[cut, episode[cut]] = r.obs[cut]
-            for k, v in r.metrics.items():
-                final_metrics.setdefault(k, np.zeros(B, dtype=v.dtype))[e] = v[e]
-            cur_return[e] = 0.0
-            cur_success[e] = False
-            episode[e] += 1
-            running[e] = episode[e] < K
-            restart = ended & running
-            if restart.any():
-                obs = sim.reset(restart)
-                t_in_episode[restart] = 0
-                if states is not None:
-                    states[restart, episode[restart], 0] = sim.state[restart]
-            if not running.any():
+    spec = specs[0]
+    buf = _Buffers(B, K, T, spec.obs_dim, spec.act_dim, spec.state_dim, record_states)
+    loop: list[_Part] = []
+    for sim, actor in parts:
+        start = loop[-1].cols.stop if loop else 0
+        loop.append(_Part(sim, actor, slice(start, start + sim.spec.num_envs), buf))
+    for part in loop:
+        part.start()
+    if len(loop) == 1:
+        (part,) = loop
+        for s in range(L):
+            part.act(s)
+            part.launch()
+            part.finish(s)
+            if not part.live:
                 break
-        # What the next step's actor input says about this one (views of the stored rows).
-        prev = PreviousStep(act_buf[s], rew_buf[s], end_buf[s])
+    else:
+        try:
+            _pipelined(loop, L)
+        finally:
+            for part in loop:  # after an error: let no worker write into the buffers later
+                if part.future is not None:
+                    part.future.exception()
+    return _assemble(buf, sum(p.instabilities for p in loop))
 
+
+def _pipelined(loop: list[_Part], L: int) -> None:
+    """The parts' steps interleaved: part ``i``'s bookkeeping and next policy forward run
+    while the physics of the part after it is under way; the worker runs the parts'
+    physics in the order they were launched, with no pause while the main thread keeps up.
+
+    The actor calls of a step go in part order. A part that is done has no physics and
+    calls its actor only once the loop is known to go on to that step: when it or a part
+    before it in this step is still running, else as soon as a later part turns out to be.
+    """
+    worker = _worker()
+    for part in loop:
+        part.act(0)
+        part.launch(worker)
+    for s in range(L - 1):
+        going, waiting = False, []
+        for part in loop:
+            if part.live:
+                part.finish(s)
+            if not (part.live or going):
+                waiting.append(part)  # done: acts once a later part shows the loop goes on
+                continue
+            going = True
+            for idle in waiting:
+                idle.act(s + 1)
+            waiting.clear()
+            part.act(s + 1)
+            if part.live:
+                part.launch(worker)
+        if not going:
+            return
+    for part in loop:  # the last step (every trial ends by then)
+        if part.live:
+            part.finish(L - 1)
+
+
+def _assemble(buf: _Buffers, instabilities: int) -> Rollout:
+    K, T = buf.K, buf.T
     # Episode index of every step: the episodes that ended before it (K-1 on padding).
+    end_buf = buf.end
     ep_buf = np.minimum(np.cumsum(end_buf, axis=0, dtype=np.int64) - end_buf.astype(np.int64), K - 1)
     # Padding carries no data: zero it so NaNs of a diverged env cannot leak.
-    pad = mask_buf == 0
-    for buf in (obs_buf, act_buf, rew_buf, logp_buf):
-        buf[pad] = 0.0
+    pad = buf.mask == 0
+    for b in (buf.obs, buf.act, buf.rew, buf.logp):
+        b[pad] = 0.0
+    states = buf.states
     if states is not None:
         # After an episode's last step its rows repeat its last state.
-        rows = np.minimum(np.arange(T + 1), ep_length[:, :, None])
+        rows = np.minimum(np.arange(T + 1), buf.ep_length[:, :, None])
         states = np.take_along_axis(states, rows[:, :, :, None], axis=2)
     return Rollout(
-        obs=obs_buf,
-        actions=act_buf,
-        rewards=rew_buf,
-        log_probs=logp_buf,
-        masks=mask_buf,
+        obs=buf.obs,
+        actions=buf.act,
+        rewards=buf.rew,
+        log_probs=buf.logp,
+        masks=buf.mask,
         episode=ep_buf,
         episode_ends=end_buf,
-        terminated=term_buf,
-        episode_returns=ep_return,
-        episode_lengths=ep_length,
-        success=ep_success,
-        reward_terms=ep_terms,
-        final_obs=final_obs,
-        final_metrics=final_metrics,
+        terminated=buf.term,
+        episode_returns=buf.ep_return,
+        episode_lengths=buf.ep_length,
+        success=buf.ep_success,
+        reward_terms=buf.ep_terms,
+        final_obs=buf.final_obs,
+        final_metrics=buf.final_metrics,
         states=states,
         instabilities=instabilities,
         horizon=T,

@@ -14,6 +14,16 @@ On a CPU-only machine torch and MuJoCo's rollout threads would fight for the sam
 cores (measured: ~30% slower with torch on all cores), so while sampling torch is
 limited to ``torch_threads`` (1 by default) and restored afterwards.
 
+Pipelining (``pipeline``): the batch is cut in two parts, each with its own simulator,
+and one part's physics runs from a worker thread (``mujoco.rollout`` releases the GIL)
+while the main thread computes the other part's policy forward and bookkeeping. The cut
+is taken only where it changes nothing (:func:`robometa.sampling.chunks.split_actor`):
+the episodes, the action noise and the sampler's streams are those of the plain loop, bit
+for bit, so the setting is a matter of speed only and is not part of a run's
+configuration. By default (``None``) a sampler whose policy runs on the CPU with two or
+more MuJoCo threads times its own requests both ways and keeps the faster
+(:class:`robometa.sampling.chunks.PipelineChoice`).
+
 Simulation blow-ups (MuJoCo's instability resets, see :mod:`robometa.sim.batch_sim`)
 end their episode with reward 0 and are counted; :meth:`Sampler.pop_metrics` hands
 the count to the learner, which logs it as ``sim/instabilities``.
@@ -27,6 +37,7 @@ is the whole batch as described above.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -36,8 +47,21 @@ from torch import Tensor
 
 from robometa.device import resolve_device
 from robometa.errors import RobometaError
-from robometa.sampling.backends import SamplerContext, backend_action_size, check_sampling_backend, runner
-from robometa.sampling.chunks import Request, chunk_grid, make_chunks, torch_threads
+from robometa.sampling.backends import (
+    InProcess,
+    SamplerContext,
+    backend_action_size,
+    check_sampling_backend,
+    runner,
+)
+from robometa.sampling.chunks import (
+    PipelineChoice,
+    Request,
+    chunk_grid,
+    make_chunks,
+    pipelining,
+    torch_threads,
+)
 from robometa.sampling.episode_batch import EpisodeBatch
 from robometa.sampling.rollout import Rollout
 from robometa.tasks.base import Task, TaskFamily
@@ -64,6 +88,11 @@ class Sampler:
             continues across calls and is part of :meth:`state_dict`.
         nthread: MuJoCo rollout threads (``None``: all cores for big batches).
         torch_threads: torch intra-op threads while sampling on CPU (``None``: leave).
+        pipeline: overlap the policy forward of one half of the batch with the physics
+            of the other (in this process): ``True`` wherever an exact cut exists,
+            ``False`` never, ``None`` (auto) where the policy runs on the CPU and
+            ``nthread`` allows two threads or more, whichever of the two is faster on
+            this machine's requests so far. Results do not depend on it.
         backend: where the envs are simulated: a simulator backend
             (:func:`robometa.sim.simulator_names`) stepped in this process, or ``ray``
             (Ray workers), optionally cut into ``/K`` chunks (:mod:`robometa.sampling.backends`).
@@ -77,11 +106,14 @@ class Sampler:
         nthread: int | None = None,
         torch_threads: int | None = 1,
         backend: str = "batch",
+        pipeline: bool | None = None,
     ):
         self.family = family
         self.backend = check_sampling_backend(backend)
         self.device = resolve_device(device)
         self.nthread = nthread
+        self.pipeline = pipeline
+        self._pipeline_choice = PipelineChoice()
         self.torch_threads = torch_threads if self.device.type == "cpu" else None
         # Default of sample(record_states=...): evaluation turns it on to replay exactly.
         self.record_states = False
@@ -162,8 +194,18 @@ class Sampler:
                 0, 2**62, (len(grid),), generator=self._gen, device=self._gen.device
             ).tolist()
         request = Request(N, T, int(episodes), trials, deterministic, record_states)
-        context = SamplerContext(self.device, self.nthread, self.torch_threads)
+        pipeline, shape = self.pipeline, None
+        if pipeline is None:  # auto (only this process's runner pipelines)
+            pipeline = isinstance(run, InProcess) and pipelining(None, self.device, self.nthread)
+            if pipeline:  # which way is faster here: time this request
+                shape = (M * N, T, int(episodes), trials, len(grid))
+                pipeline = self._pipeline_choice.pick(shape)
+        context = SamplerContext(self.device, self.nthread, self.torch_threads, pipeline)
+        t0 = time.perf_counter()
         result = run.run(self.family, actor, request, make_chunks(tasks, N, seeds, grid, noise), M, context)
+        if shape is not None:
+            steps = max(1.0, float(result.rollout.masks.sum()))
+            self._pipeline_choice.record(shape, pipeline, (time.perf_counter() - t0) / steps)
         if continues:
             self._gen.set_state(result.noise[0])
         self._instabilities += result.rollout.instabilities

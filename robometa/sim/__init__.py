@@ -14,9 +14,10 @@ from robometa.sim.simulator import (
     make_simulator,
     register_simulator,
     simulator_names,
+    steps_in_two_phases,
 )
 
-register_simulator("batch", BatchSim, act_dim=lambda family: family.layout.nu)
+register_simulator("batch", BatchSim, act_dim=lambda family: family.layout.nu, two_phase=True)
 
 __all__ = [
     "BatchSim",
@@ -29,4 +30,5 @@ __all__ = [
     "register_simulator",
     "rollout_pool",
     "simulator_names",
+    "steps_in_two_phases",
 ]

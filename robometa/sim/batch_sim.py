@@ -32,6 +32,15 @@ Warm starts: ``rollout`` starts every call from ``qacc_warmstart = 0`` (passing
 the previous step's accelerations would need ``mjData`` rows we do not keep). The
 facade steps through the same code, so both see identical physics.
 
+Two-phase steps: :meth:`BatchSim.step` is :meth:`BatchSim.begin_step` (clip the
+actions, copy the rows in; on the calling thread), :meth:`PendingStep.run` (the native
+``rollout`` calls, which release the GIL and may run on another thread) and
+:meth:`BatchSim.end_step` (copy the rows out, observation / reward / termination). A
+pipelined rollout loop (:func:`robometa.sampling.rollout.collect_parts`) runs one
+simulator's ``run`` on a worker thread while the main thread computes the policy of
+another. A persistent ``rollout`` pool serves one call at a time: that loop's worker
+runs its simulators' physics one after the other. Results do not depend on the thread.
+
 A ``BatchSim`` pickles and deep-copies (for Ray workers and ``copy.deepcopy`` of
 the gymnasium env): the thread pool and the ``MjData`` scratch are rebuilt, models,
 states and random streams travel.
@@ -132,18 +141,14 @@ class _Group:
             self.scratch = mujoco.MjData(self.models[0])
         return self.scratch
 
-    def advance(
-        self,
-        pool: rollout.Rollout,
-        state: np.ndarray,
-        sensordata: np.ndarray,
-        action: np.ndarray,
-        local: np.ndarray | None = None,
-    ) -> None:
-        """One control step of the group's envs at positions ``local`` (all when ``None``).
+    def stage(
+        self, state: np.ndarray, action: np.ndarray, local: np.ndarray | None = None
+    ) -> tuple[_Group, int, slice | np.ndarray, list[mujoco.MjModel]]:
+        """Copy the inputs of one control step of the group's envs at positions ``local``
+        (all when ``None``) into the rollout buffers: their rows of the batch's
+        ``state (B, nstate)`` and of ``action (B, nu)`` (already clipped).
 
-        Reads and overwrites their rows of the batch's ``state (B, nstate)`` and
-        ``sensordata (B, nsensordata)``; ``action (B, nu)`` is already clipped.
+        Returns what :meth:`run` and :meth:`store` need: ``(group, n, rows, models)``.
         """
         if local is None:
             n, models = len(self.index), self.models
@@ -152,24 +157,48 @@ class _Group:
             n, rows = len(local), self.index[local]
             models = [self.models[j] for j in local]
         # Leading-axis slices of the buffers stay C-contiguous, as rollout needs.
-        state_in, ctrl = self.state_in[:n], self.ctrl[:n]
-        state_out, sens_out = self.state_out[:n], self.sens_out[:n]
-        state_in[:] = state[rows]
-        ctrl[:, : self.frame_skip] = action[rows][:, None, :]
+        self.state_in[:n] = state[rows]
+        self.ctrl[:n, : self.frame_skip] = action[rows][:, None, :]
+        return self, n, rows, models
+
+    def run(self, pool: rollout.Rollout, n: int, models: list[mujoco.MjModel]) -> None:
+        """The native rollout of the ``n`` staged envs (releases the GIL)."""
         pool.rollout(
             models,
             self.datas,
-            state_in,
-            ctrl,
+            self.state_in[:n],
+            self.ctrl[:n],
             nstep=self.nstep,
             initial_warmstart=self.warmstart[:n],
-            state=state_out,
-            sensordata=sens_out,
+            state=self.state_out[:n],
+            sensordata=self.sens_out[:n],
             skip_checks=True,
         )
-        state[rows] = state_out[:, self.frame_skip - 1]
+
+    def store(self, state: np.ndarray, sensordata: np.ndarray, n: int, rows: slice | np.ndarray) -> None:
+        """Overwrite the staged envs' rows of ``state`` and ``sensordata`` with the results."""
+        state[rows] = self.state_out[:n, self.frame_skip - 1]
         # With sensors, the extra step's values are those of the state just kept.
-        sensordata[rows] = sens_out[:, -1]
+        sensordata[rows] = self.sens_out[:n, -1]
+
+
+class PendingStep:
+    """A control step begun by :meth:`BatchSim.begin_step`: :meth:`run` it (on any
+    thread), then hand it to :meth:`BatchSim.end_step` (on the thread that began it)."""
+
+    def __init__(
+        self,
+        pool: rollout.Rollout,
+        staged: list[tuple[_Group, int, slice | np.ndarray, list[mujoco.MjModel]]],
+        action: np.ndarray,
+        live: np.ndarray | None,
+    ):
+        self.pool, self.staged, self.action, self.live = pool, staged, action, live
+
+    def run(self) -> None:
+        """The physics: one native ``rollout`` call per size group; releases the GIL."""
+        for g, n, _, models in self.staged:
+            g.run(self.pool, n, models)
 
 
 class BatchSim:
@@ -339,19 +368,34 @@ class BatchSim:
         the others keep their state and get the neutral rows described on
         :class:`StepResult`.
         """
+        pending = self.begin_step(action, active)
+        pending.run()
+        return self.end_step(pending)
+
+    def begin_step(self, action: np.ndarray, active: np.ndarray | None = None) -> PendingStep:
+        """The first part of :meth:`step` (same arguments): clip the actions and stage
+        the rows. Run the returned step (on any thread), then pass it to :meth:`end_step`;
+        until then, begin no other step and leave the states alone."""
         action = self.clip(np.asarray(action, dtype=np.float64).reshape(self.B, -1))
         np.copyto(self._prev_state, self.state)
         live = None if active is None else self._mask(active, "active")
+        staged = []
         for g in self._groups:
             if live is None:
-                g.advance(self._pool, self.state, self.sensordata, action)
+                staged.append(g.stage(self.state, action))
                 continue
             local = np.flatnonzero(live[g.index])
             if local.size == len(g.index):
-                g.advance(self._pool, self.state, self.sensordata, action)
+                staged.append(g.stage(self.state, action))
             elif local.size:
-                g.advance(self._pool, self.state, self.sensordata, action, local)
+                staged.append(g.stage(self.state, action, local))
+        return PendingStep(self._pool, staged, action, live)
 
+    def end_step(self, pending: PendingStep) -> StepResult:
+        """The last part of :meth:`step`: the new states and what they yield."""
+        for g, n, rows, _ in pending.staged:
+            g.store(self.state, self.sensordata, n, rows)
+        action, live = pending.action, pending.live
         fam, lay = self.family, self.layout
         advanced = self.state[:, lay.time] - self._prev_state[:, lay.time]
         unstable = (np.abs(advanced - self._dt) > self._dt_slack) | ~np.isfinite(self.state).all(axis=1)

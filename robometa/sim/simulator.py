@@ -10,6 +10,11 @@ with ``set_task``, a GPU simulator) is one class and one registry line:
     register_simulator("mybackend", MySim, act_dim=lambda family: family.act_dim)
 
 where ``MySim(family, tasks, seeds, nthread)`` satisfies :class:`Simulator`.
+
+A backend registered with ``two_phase=True`` (``"batch"``) steps in two phases too
+(``begin_step`` / ``PendingStep.run`` / ``end_step``, see :class:`~robometa.sim.BatchSim`),
+so that a pipelined rollout loop can step one of its simulators on a worker thread while
+the policy of another runs.
 """
 
 from __future__ import annotations
@@ -99,22 +104,27 @@ backend's worker threads (``None``: its default)."""
 class _Backend:
     factory: SimulatorFactory
     act_dim: Callable[[Any], int]
+    two_phase: bool = False
 
 
 _REGISTRY: dict[str, _Backend] = {}
 
 
-def register_simulator(name: str, factory: SimulatorFactory, act_dim: Callable[[Any], int]) -> None:
+def register_simulator(
+    name: str, factory: SimulatorFactory, act_dim: Callable[[Any], int], two_phase: bool = False
+) -> None:
     """Make ``factory`` available as backend ``name``.
 
     ``act_dim(family)``: the action size of the family's envs under this backend,
     known before any simulator exists (learners size their policies with it).
+    ``two_phase``: its simulators also step in two phases (see the module docstring),
+    so a rollout loop may pipeline them.
     Registering another factory under a taken name is an error.
     """
     old = _REGISTRY.get(name)
     if old is not None and old.factory is not factory:
         raise RobometaError(f"simulator backend {name!r} is already registered")
-    _REGISTRY[name] = _Backend(factory, act_dim)
+    _REGISTRY[name] = _Backend(factory, act_dim, two_phase)
 
 
 def simulator_names() -> list[str]:
@@ -138,6 +148,11 @@ def make_simulator(
 ) -> Simulator:
     """A simulator of ``len(tasks)`` envs of ``family`` from backend ``backend``."""
     return _REGISTRY[check_backend(backend)].factory(family, tasks, seeds, nthread)
+
+
+def steps_in_two_phases(backend: str) -> bool:
+    """Whether backend ``backend``'s simulators offer ``begin_step`` / ``end_step``."""
+    return _REGISTRY[check_backend(backend)].two_phase
 
 
 def action_size(family: Any, backend: str = "batch") -> int:
