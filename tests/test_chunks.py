@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from toy_problems import assert_same_batches
 
 from robometa.algos.rl2 import RL2Actor
 from robometa.errors import RobometaError
@@ -20,19 +21,6 @@ from robometa.sim import make_simulator
 from robometa.tasks import make_family
 
 CPU = torch.device("cpu")
-
-
-def _tensors(batch) -> dict[str, torch.Tensor]:
-    out = {k: v for k, v in vars(batch).items() if isinstance(v, torch.Tensor)}
-    out.update({f"term/{k}": v for k, v in getattr(batch, "reward_terms", {}).items()})
-    return out
-
-
-def _assert_same(a, b) -> None:
-    ta, tb = _tensors(a), _tensors(b)
-    assert ta.keys() == tb.keys()
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), k
 
 
 def _per_task_actor(fam, M: int) -> BoundActor:
@@ -120,7 +108,7 @@ def test_chunks_are_reproducible_keep_each_envs_initial_state_and_draw_their_own
     a, b = (
         Sampler(fam, "cpu", seed=3, backend="batch/3").sample(actor, tasks, 2, horizon=10) for _ in range(2)
     )
-    _assert_same(a, b)
+    assert_same_batches(a, b)
     c = Sampler(fam, "cpu", seed=3).sample(actor, tasks, 2, horizon=10)
     assert torch.equal(a.obs[:, :, 0], c.obs[:, :, 0]) and not torch.equal(a.actions, c.actions)
     # three chunks of one task each, equally shaped: three different noise streams
@@ -133,7 +121,7 @@ def test_chunked_trials_keep_memory_per_env():
     actor = _recurrent_actor(fam)
     plain = TrialSampler(fam, "cpu", seed=4).sample_trials(actor, tasks, 2, 2, horizon=8)
     one = TrialSampler(fam, "cpu", seed=4, backend="batch/1").sample_trials(actor, tasks, 2, 2, horizon=8)
-    _assert_same(plain, one)
+    assert_same_batches(plain, one)
     four = TrialSampler(fam, "cpu", seed=4, backend="batch/4").sample_trials(actor, tasks, 2, 2, horizon=8)
     assert four.obs.shape == plain.obs.shape and torch.equal(four.obs[:, :, 0], plain.obs[:, :, 0])
 

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from toy_problems import BlowsUpCheetah, assert_same_batches
 
 from robometa.algos.rl2 import RL2Actor
 from robometa.policies import BoundActor, GaussianMLPPolicy
@@ -32,15 +33,6 @@ class _EndsByTask(CheetahVel):
         return steps >= 4 + np.round(20 * params[:, 0])
 
 
-class _BlowsUp(CheetahVel):
-    """cheetah-vel with negative joint damping: episodes blow up within ~15 steps."""
-
-    def build_model(self, task):
-        model = super().build_model(task)
-        model.dof_damping[3:] = -10.0
-        return model
-
-
 class _RowActor:
     """Deterministic and row by row, with memory: its rows split exactly."""
 
@@ -59,7 +51,7 @@ class _RowActor:
     ("family", "K", "cuts", "uneven"),
     [
         (make_family("ant-dir"), 2, [5], True),
-        (_BlowsUp(), 2, [2, 7], True),
+        (BlowsUpCheetah(), 2, [2, 7], True),
         (make_family("push"), 1, [4], False),
     ],
     ids=["ant-dir-trials", "blow-ups-three-parts", "push"],
@@ -87,19 +79,6 @@ def test_collect_parts_equals_collect(family, K, cuts, uneven):
         else:
             assert got.__dict__[name] == value, name
     assert (want.episode_lengths.min() < want.episode_lengths.max()) == uneven  # early terminations
-
-
-def _tensors(batch) -> dict[str, torch.Tensor]:
-    out = {k: v for k, v in vars(batch).items() if isinstance(v, torch.Tensor)}
-    out.update({f"term/{k}": v for k, v in getattr(batch, "reward_terms", {}).items()})
-    return out
-
-
-def _assert_same(a, b) -> None:
-    ta, tb = _tensors(a), _tensors(b)
-    assert ta.keys() == tb.keys()
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), k
 
 
 @pytest.fixture
@@ -154,7 +133,7 @@ def test_pipelined_episodes_equal_the_plain_loop(name, M, N, T, per_task, determ
     )
     assert len(parts_used) == 2 and sum(parts_used[0]) == M * N  # both pipelined samples were cut
     for plain, piped in zip(out[False][:2], out[True][:2]):
-        _assert_same(plain, piped)
+        assert_same_batches(plain, piped)
     assert torch.equal(out[False][2]["torch_gen"], out[True][2]["torch_gen"])
     assert not torch.equal(out[True][0].obs, out[True][1].obs)
     if name == "ant-dir" and not deterministic:
@@ -182,7 +161,7 @@ def test_a_part_that_is_done_keeps_drawing_its_noise(first_ends_first, parts_use
     ends = lengths.max(dim=1).values
     assert (ends[0] < ends[1]) == first_ends_first and ends.min() < ends.max()
     for plain, piped in zip(out[False][:2], out[True][:2]):
-        _assert_same(plain, piped)
+        assert_same_batches(plain, piped)
     assert torch.equal(out[False][2]["torch_gen"], out[True][2]["torch_gen"])
 
 
@@ -200,7 +179,7 @@ def test_chunked_trials_pipeline_between_chunks(parts_used):
     )
     assert parts_used and parts_used[0] == [8, 8]
     for plain, piped in zip(out[False][:2], out[True][:2]):
-        _assert_same(plain, piped)
+        assert_same_batches(plain, piped)
     # One chunk of trials is not cut (its memory and noise are one actor's).
     parts_used.clear()
     TrialSampler(fam, "cpu", seed=4, pipeline=True).sample_trials(actor, tasks, 4, 2, horizon=5)
@@ -223,7 +202,7 @@ def test_inexact_cuts_are_refused_and_sampling_falls_back(parts_used):
     a = Sampler(fam, "cpu", seed=1, pipeline=True).sample(_BatchMean(), tasks, 4, horizon=6)
     b = Sampler(fam, "cpu", seed=1, pipeline=False).sample(_BatchMean(), tasks, 4, horizon=6)
     assert not parts_used
-    _assert_same(a, b)
+    assert_same_batches(a, b)
     # An exact cut of a Gaussian policy lies on a block boundary of its noise draw.
     policy = GaussianMLPPolicy(fam.obs_dim, 6, (16,))
     cut = split_actor(EpisodeActor(BoundActor(policy), 20, 1, CPU, torch.Generator(), False), 20, fam.obs_dim)
@@ -257,7 +236,7 @@ def test_auto_times_both_ways_and_keeps_the_faster(parts_used):
     auto = Sampler(fam, "cpu", seed=2, nthread=2)  # two MuJoCo threads: auto may pipeline
     plain = Sampler(fam, "cpu", seed=2, nthread=2, pipeline=False)
     for _ in range(3):
-        _assert_same(
+        assert_same_batches(
             auto.sample(BoundActor(policy), tasks, 4, horizon=8),
             plain.sample(BoundActor(policy), tasks, 4, horizon=8),
         )

@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from toy_problems import BlowsUpCheetah
 
 from robometa.sampling.rollout import PreviousStep, collect
 from robometa.sim import make_simulator
 from robometa.tasks import make_family
-from robometa.tasks.locomotion.cheetah import CheetahVel
-
-
-class _BlowsUp(CheetahVel):
-    """cheetah-vel with negative joint damping: episodes blow up within ~15 steps."""
-
-    def build_model(self, task):
-        model = super().build_model(task)
-        model.dof_damping[3:] = -10.0
-        return model
 
 
 class _Actor:
@@ -106,7 +97,7 @@ def _reference(sim, actor, T, K):
     ("family", "T", "K", "early", "blow_ups"),
     [
         (make_family("ant-dir"), 40, 2, True, False),
-        (_BlowsUp(), 30, 2, True, True),
+        (BlowsUpCheetah(), 30, 2, True, True),
         (make_family("cheetah-vel"), 8, 1, False, False),
     ],
     ids=["ant-dir-trials-early-terminations", "trials-with-blow-ups", "cheetah-vel-episodes"],

@@ -11,6 +11,7 @@ import torch
 
 from robometa.policies import GaussianMLPPolicy
 from robometa.sampling import EpisodeBatch
+from robometa.tasks.locomotion.cheetah import CheetahVel
 
 TINY_GRADIENT_RUN = [
     "iterations=3",
@@ -76,3 +77,27 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def batch_tensors(batch) -> dict[str, torch.Tensor]:
+    """Every tensor of a sampled batch, its reward terms as ``term/<name>``."""
+    out = {k: v for k, v in vars(batch).items() if isinstance(v, torch.Tensor)}
+    out.update({f"term/{k}": v for k, v in getattr(batch, "reward_terms", {}).items()})
+    return out
+
+
+def assert_same_batches(a, b) -> None:
+    """Two sampled batches hold the same tensors, bit for bit."""
+    ta, tb = batch_tensors(a), batch_tensors(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+class BlowsUpCheetah(CheetahVel):
+    """cheetah-vel with negative joint damping: episodes blow up within ~15 steps."""
+
+    def build_model(self, task):
+        model = super().build_model(task)
+        model.dof_damping[3:] = -10.0
+        return model
