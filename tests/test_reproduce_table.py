@@ -106,6 +106,11 @@ def test_baselines_target_compares_with_their_best_step():
     # a baseline is held to its best step, step 0 included: one that may skip adapting
     # scores its step 0 at any experience
     assert target((-10, -50, -45), (-200, -150, -120))["target"]["met"] is False
+    # met by a margin inside the standard errors: met, and the text says how thin it is
+    bl = {"multitask": _baseline((-70, -50, -45), lr=0.03), "ppo-scratch": _baseline((-200, -150, -120))}
+    recs = [_record("cheetah-params", s, (-60, r, -45), baselines=bl) for s, r in enumerate((-50, -44, -38))]
+    thin = rp.aggregate(recs)[0]["target"]
+    assert thin["met"] is True and "margin 1.0 < 1 s.e. of the difference (3.5)" in thin["text"]
     skipped = {
         "multitask": {"skipped": "rl2 has no setting without meta-learning"},
         "ppo-scratch": _baseline((0, 0)),
