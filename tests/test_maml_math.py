@@ -179,6 +179,62 @@ def test_second_order_meta_gradient_matches_finite_differences_and_first_order_d
     assert (g1 - g2).norm() > 1e-3 * g2.norm()  # the second-order terms matter here
 
 
+def test_lvc_takes_the_same_inner_step_and_adds_the_score_outer_product_to_the_meta_gradient():
+    """ProMP's LVC inner loss: phi bit-identical to MAML's; the meta-gradient differs by
+    exactly alpha * sum_m mean_t A_t s_t (s_t . dO/dphi_m), s_t = grad log pi(a_t|s_t)."""
+    policy = make_policy()
+    pre = make_batch(M=2, N=3, T=4, seed=10)
+    pre_adv = random_adv(pre, 11)
+    post = make_batch(M=2, N=3, T=4, seed=12)
+    post_adv = random_adv(post, 13)
+    theta = dict(policy.named_parameters())
+    params, alpha = list(theta.values()), 0.5
+    phis, grads = {}, {}
+    for objective in ("vpg", "lvc"):
+        phis[objective] = adapt(policy, theta, alpha, [pre], [pre_adv], True, objective=objective)[-1]
+        outer = surrogate(policy, phis[objective], post, post_adv)[0]
+        grads[objective] = flat(torch.autograd.grad(outer, params))
+    assert all(torch.equal(phis["vpg"][k], phis["lvc"][k]) for k in theta)
+
+    phi = {k: v.detach().requires_grad_() for k, v in phis["vpg"].items()}
+    v = torch.autograd.grad(surrogate(policy, phi, post, post_adv)[0], list(phi.values()))
+    expected = torch.zeros_like(grads["vpg"])
+    M, N, T = pre.masks.shape
+    for m in range(M):
+        v_m = flat([x[m] for x in v])
+        n_m = pre.masks[m].sum()
+        for i in range(N):
+            for t in range(T):
+                if pre.masks[m, i, t] == 0:
+                    continue
+                logp = policy.distribution(pre.obs[m, i, t]).log_prob(pre.actions[m, i, t])
+                score = flat(torch.autograd.grad(logp, params))
+                expected += alpha * pre_adv[m, i, t] * score * (score @ v_m) / n_m
+    assert torch.allclose(grads["lvc"] - grads["vpg"], expected, atol=1e-10, rtol=1e-8)
+    assert expected.norm() > 1e-2 * grads["vpg"].norm()  # the term matters here
+
+
+def test_meta_fisher_under_lvc_matches_explicit_kl_hessian_through_adaptation():
+    policy = make_policy()
+    pre = [make_batch(M=2, N=3, T=4, seed=20)]
+    pre_adv = [random_adv(pre[0], 30)]
+    post = make_batch(M=2, N=3, T=4, seed=22)
+    theta = dict(policy.named_parameters())
+
+    def adapted_moments():
+        phi = adapt(policy, theta, 0.5, pre, pre_adv, True, objective="lvc")[-1]
+        mean, log_std = policy.mean_log_std(post.obs, phi, per_task=True)
+        return mean, log_std.exp()
+
+    old = tuple(t.detach() for t in adapted_moments())
+    H = _explicit_hessian(mean_kl(old, *adapted_moments(), post.masks), list(theta.values()))
+    fvp = meta_fisher(policy, theta, 0.5, pre, pre_adv, post, False, damping=0.1, objective="lvc")
+    vpg = meta_fisher(policy, theta, 0.5, pre, pre_adv, post, False, damping=0.1)
+    v = torch.randn(H.shape[0], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.allclose(fvp(v), H @ v + 0.1 * v, atol=1e-9, rtol=1e-7)
+    assert not torch.allclose(fvp(v), vpg(v), rtol=1e-4)
+
+
 # ------------------------------------------------------------------ trust region
 
 

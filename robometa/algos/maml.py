@@ -22,7 +22,8 @@ One meta-iteration on M tasks:
 
 Inner loss per task: ``-mean_t log pi_phi(a_t|s_t) A_t`` over valid steps, with
 advantages from GAE(gamma, lambda) on the per-task linear baseline, normalized per
-task (as the MAML code does). With ``learn_inner_lr`` every weight gets its own
+task (as the MAML code does); ``inner_objective: lvc`` swaps in ProMP's LVC form of
+it (same step, a meta-gradient that credits the pre-update policy's exploration). With ``learn_inner_lr`` every weight gets its own
 learned step size (Meta-SGD, Li et al., 2017), meta-trained with ``theta``.
 """
 
@@ -147,15 +148,32 @@ def advantages(batch: EpisodeBatch, gamma: float, lam: float) -> Tensor:
     return normalize_per_task(adv, batch.masks)
 
 
+INNER_OBJECTIVES = ("vpg", "lvc")
+"""Values of ``MAMLConfig.inner_objective``."""
+
+
 def inner_loss(
     policy: GaussianMLPPolicy,
     params: Mapping[str, Tensor],
     batch: EpisodeBatch,
     adv: Tensor,
     matmul_dtype: torch.dtype | None = None,
+    objective: str = "vpg",
 ) -> Tensor:
-    """Vanilla policy-gradient loss of every task, ``(M,)``; ``params`` carry a task axis."""
+    """Policy-gradient loss of every task, ``(M,)``; ``params`` carry a task axis.
+
+    ``objective``: ``vpg``, MAML's ``-mean_t log pi(a_t|s_t) A_t``; ``lvc``, the
+    low-variance curvature objective of ProMP (Rothfuss et al., 2019, Sec. 5)
+    ``-mean_t [pi(a_t|s_t) / stop_grad(pi(a_t|s_t))] A_t``, with this learner's
+    advantages in place of ProMP's reward-to-go. Both have the same value's gradient
+    at ``params`` (the ratio is exactly 1 there), so the inner step is bit-identical;
+    the LVC loss's Hessian adds ``-mean_t A_t grad log pi_t grad log pi_t^T``, the
+    term through which the meta-gradient credits the pre-update policy for the
+    episodes it samples (its exploration), which MAML's loss leaves out.
+    """
     logp = policy.log_prob(batch.obs, batch.actions, params, per_task=True, matmul_dtype=matmul_dtype)[0]
+    if objective == "lvc":
+        return -masked_task_mean(torch.exp(logp - logp.detach()) * adv, batch.masks)
     return -masked_task_mean(logp * adv, batch.masks)
 
 
@@ -165,6 +183,7 @@ def inner_gradient(
     batch: EpisodeBatch,
     adv: Tensor,
     matmul_dtype: torch.dtype | None = None,
+    objective: str = "vpg",
 ) -> Params:
     """Every task's inner-loss gradient at its own weights: ``params`` and the result carry a task axis.
 
@@ -175,7 +194,7 @@ def inner_gradient(
     """
 
     def loss(p: Mapping[str, Tensor]) -> Tensor:
-        return inner_loss(policy, p, batch, adv, matmul_dtype).sum()  # tasks are independent
+        return inner_loss(policy, p, batch, adv, matmul_dtype, objective).sum()  # tasks are independent
 
     return torch.func.grad(loss)(dict(params))
 
@@ -189,6 +208,7 @@ def adapt(
     create_graph: bool,
     num_tasks: int | None = None,
     matmul_dtype: torch.dtype | None = None,
+    objective: str = "vpg",
 ) -> list[Params]:
     """Inner loop: one policy-gradient step per batch, all tasks at once.
 
@@ -199,14 +219,14 @@ def adapt(
     gradients, for second-order meta-gradients; without it they are constants and
     only the steps themselves reach ``theta``'s graph (first-order MAML). With no
     batches (zero inner steps: plain multi-task training) it returns ``[theta]``
-    expanded to ``num_tasks``.
+    expanded to ``num_tasks``. ``objective``: the inner loss (:func:`inner_loss`).
     """
     M = batches[0].num_tasks if batches else int(num_tasks)
     params: Params = {name: v.unsqueeze(0).expand(M, *v.shape) for name, v in theta.items()}
     out = []
     for batch, adv in zip(batches, advs):
         at = params if create_graph else {k: v.detach() for k, v in params.items()}
-        grads = inner_gradient(policy, at, batch, adv, matmul_dtype)
+        grads = inner_gradient(policy, at, batch, adv, matmul_dtype, objective)
         params = {name: p - _step(step_sizes, name) * grads[name] for name, p in params.items()}
         out.append(params)
     return out or [params]
@@ -247,6 +267,7 @@ def meta_fisher(
     damping: float,
     matmul_dtype: torch.dtype | None = None,
     grad_fns: tuple[Callable[..., Params], Callable[..., Params]] = (inner_gradient, kl_gradient),
+    objective: str = "vpg",
 ) -> Callable[[Tensor], Tensor]:
     """``v -> (F + damping I) v``: the Hessian of the mean KL of the adapted policies
     (``KL(pi_phi(theta_0) || pi_phi(theta))`` on ``post``) w.r.t. the meta-parameters
@@ -263,7 +284,8 @@ def meta_fisher(
     inner gradients and one on the graph of the KL's gradient, all built once here
     (first order: ``H = 0``). ``grad_fns`` computes those gradients: compiled
     variants of :func:`inner_gradient` and :func:`kl_gradient` make every product a
-    pass through compiled backward graphs.
+    pass through compiled backward graphs. ``objective``: the inner loss
+    (:func:`inner_loss`); under ``lvc``, ``H`` is the LVC loss's Hessian.
     """
     inner_grad, kl_grad = grad_fns
     names = list(theta)
@@ -274,7 +296,7 @@ def meta_fisher(
     lrs = {k: (v.detach() if learned else v) for k, v in ((n, _step(step_sizes, n)) for n in names)}
     for batch, adv in zip(pre, pre_advs):
         p = {k: v.requires_grad_(not first_order) for k, v in p.items()}
-        g = inner_grad(policy, p, batch, adv, matmul_dtype)
+        g = inner_grad(policy, p, batch, adv, matmul_dtype, objective)
         starts.append(p)
         grads.append(g)
         p = {k: (p[k] - lrs[k] * g[k]).detach() for k in names}
@@ -352,6 +374,7 @@ def meta_loss(
     first_order: bool,
     clip_eps: float | None = None,
     matmul_dtype: torch.dtype | None = None,
+    objective: str = "vpg",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """MAML's meta-objective: adapt ``theta`` on ``pre``, then :func:`surrogate` on ``post``.
 
@@ -359,7 +382,9 @@ def meta_loss(
     meta-gradient) can be one ``torch.compile`` graph; see :class:`MAML`'s
     ``compile_learner``.
     """
-    phi = adapt(policy, theta, step_sizes, pre, pre_advs, not first_order, post.num_tasks, matmul_dtype)[-1]
+    phi = adapt(
+        policy, theta, step_sizes, pre, pre_advs, not first_order, post.num_tasks, matmul_dtype, objective
+    )[-1]
     return surrogate(policy, phi, post, post_adv, clip_eps, matmul_dtype)
 
 
@@ -666,6 +691,7 @@ class MAML(GradientLearner):
             first_order,
             clip_eps,
             self._matmul_dtype,
+            self.config.inner_objective,
         )
 
     @property
@@ -729,6 +755,7 @@ class MAML(GradientLearner):
             cfg.cg_damping,
             precision_dtype(cfg.fisher_precision, self.device),
             fns,
+            cfg.inner_objective,
         )
 
     def _trpo_update(self, pre, pre_advs, post, post_adv) -> dict[str, float]:

@@ -23,6 +23,11 @@ class MAMLConfig:
     plain multi-task training of one policy; the multi-task baseline of evaluation)."""
     inner_lr: float = 0.1
     """alpha: inner-loop step size (paper: 0.1)."""
+    inner_objective: str = "vpg"
+    """The inner loss the meta-gradient differentiates: vpg (MAML's ``-log pi * A``)
+    | lvc (ProMP's low-variance curvature objective, Rothfuss et al., 2019). The
+    inner step is bit-identical; under lvc the second-order meta-gradient also
+    credits the pre-update policy for the episodes it samples (``inner_loss``)."""
     learn_inner_lr: bool = False
     """Learn one inner step size per policy weight (Meta-SGD, Li et al., 2017)."""
     first_order: bool = False
@@ -61,13 +66,22 @@ class MAMLConfig:
     paper's batch; ``tests/test_maml_fast_paths.py`` holds 3%)."""
 
     def variant(self) -> str | None:
-        """``meta-sgd`` when the inner step sizes are learned (``maml-trpo-meta-sgd`` in
-        reports, apart from plain MAML's runs)."""
-        return "meta-sgd" if self.learn_inner_lr else None
+        """``meta-sgd`` when the inner step sizes are learned, ``lvc`` under the LVC
+        inner objective, both joined by ``-`` (``maml-trpo-meta-sgd`` in reports,
+        apart from plain MAML's runs)."""
+        parts = [name for name, on in (("meta-sgd", self.learn_inner_lr), ("lvc", self.lvc)) if on]
+        return "-".join(parts) or None
+
+    @property
+    def lvc(self) -> bool:
+        """Whether the inner objective is ProMP's LVC."""
+        return self.inner_objective == "lvc"
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = []
+        if self.inner_objective not in ("vpg", "lvc"):
+            out.append(f"unknown inner_objective {self.inner_objective!r}; valid: vpg, lvc")
         if self.matmul_precision not in PRECISIONS:
             out.append(f"unknown matmul_precision {self.matmul_precision!r}; valid: {', '.join(PRECISIONS)}")
         for name in ("meta_batch_size", "episodes_per_task"):

@@ -39,6 +39,8 @@ class MetaLSTMConfig(MAMLTRPOConfig, MAMLPPOConfig):
             out.append(
                 "learn_inner_lr is Meta-SGD (maml-trpo / maml-ppo); meta-lstm learns its input gate instead"
             )
+        if self.inner_objective != "vpg":
+            out.append("inner_objective is maml-trpo / maml-ppo's; meta-lstm's inner loss is MAML's (vpg)")
         if self.compile_learner:
             out.append("compile_learner is not supported by meta-lstm")
         if not 0.0 < self.inner_lr < 1.0:
