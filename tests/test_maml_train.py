@@ -256,3 +256,16 @@ def test_learner_threads_reach_the_cpu_learner_and_may_change_on_resume(tmp_path
     trainer.train()
     resumed = Trainer.resume(run, {"learner_threads": 1, "iterations": 2})
     assert resumed.algo.learner_threads == 1
+
+
+def test_lvc_inner_objective_trains_its_own_learner_and_refuses_bad_values(trpo_run, tmp_path):
+    config = tiny_config("inner_objective=lvc")
+    assert config.learner == "maml-trpo-lvc"
+    assert tiny_config("inner_objective=lvc", "learn_inner_lr=true").learner == "maml-trpo-meta-sgd-lvc"
+    Trainer.create(config, tmp_path / "lvc").train()
+    a, b = final_params(trpo_run), final_params(tmp_path / "lvc")
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # a different meta-gradient from the first update
+    assert (
+        main(["train", "--algo", "maml-trpo", "inner_objective=dice", "--run-dir", str(tmp_path / "x")]) == 2
+    )
+    assert not (tmp_path / "x").exists()
