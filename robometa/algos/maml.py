@@ -163,7 +163,7 @@ def inner_loss(
     """Policy-gradient loss of every task, ``(M,)``; ``params`` carry a task axis.
 
     ``objective``: ``vpg``, MAML's ``-mean_t log pi(a_t|s_t) A_t``; ``lvc``, the
-    low-variance curvature objective of ProMP (Rothfuss et al., 2019, Sec. 5)
+    low-variance curvature (LVC) objective of ProMP (Rothfuss et al., 2019)
     ``-mean_t [pi(a_t|s_t) / stop_grad(pi(a_t|s_t))] A_t``, with this learner's
     advantages in place of ProMP's reward-to-go. Both have the same value's gradient
     at ``params`` (the ratio is exactly 1 there), so the inner step is bit-identical;
