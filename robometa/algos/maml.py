@@ -17,8 +17,8 @@ One meta-iteration on M tasks:
      the surrogate and enforces ``max_kl``;
    * ``maml-ppo``: several Adam epochs on PPO's clipped surrogate of the adapted
      policies, with ProMP's clip / epochs / learning rate (Rothfuss et al., 2019).
-     It is not ProMP: the inner step stays MAML's score-function gradient (ProMP
-     uses its LVC objective there) and the inner update carries no KL penalty.
+     It is not ProMP: the inner loss is MAML's unless ``inner_objective`` is ``lvc``
+     (ProMP's), and the inner update carries no KL penalty.
 
 Inner loss per task: ``-mean_t log pi_phi(a_t|s_t) A_t`` over valid steps, with
 advantages from GAE(gamma, lambda) on the per-task linear baseline, normalized per

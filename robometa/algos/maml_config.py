@@ -159,7 +159,7 @@ class MAMLTRPOConfig(MAMLConfig):
 @dataclass(frozen=True)
 class MAMLPPOConfig(MAMLConfig):
     """MAML with a clipped-surrogate (PPO) meta-update and ProMP's outer-loop settings
-    (Rothfuss et al., 2019); the inner loop is MAML's, not ProMP's LVC objective."""
+    (Rothfuss et al., 2019); the inner loss is MAML's unless ``inner_objective`` is ``lvc``."""
 
     clip_eps: float = 0.3
     """Likelihood-ratio clip range of the outer objective (ProMP: 0.3)."""
