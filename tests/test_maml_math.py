@@ -142,17 +142,20 @@ def test_learned_step_sizes_scale_each_weight():
 # ------------------------------------------------------------------ meta-gradient
 
 
+def _one_step_problem():
+    """A policy, a pre-update batch and a post-update batch with their advantages."""
+    pre = make_batch(M=2, N=3, T=4, seed=10)
+    post = make_batch(M=2, N=3, T=4, seed=12)
+    return make_policy(), pre, random_adv(pre, 11), post, random_adv(post, 13)
+
+
 def _meta_objective(policy, pre, pre_adv, post, post_adv, first_order: bool):
     params = adapt(policy, dict(policy.named_parameters()), 0.5, [pre], [pre_adv], not first_order)[-1]
     return surrogate(policy, params, post, post_adv)[0]
 
 
 def test_second_order_meta_gradient_matches_finite_differences_and_first_order_differs():
-    policy = make_policy()
-    pre = make_batch(M=2, N=3, T=4, seed=10)
-    pre_adv = random_adv(pre, 11)
-    post = make_batch(M=2, N=3, T=4, seed=12)
-    post_adv = random_adv(post, 13)
+    policy, pre, pre_adv, post, post_adv = _one_step_problem()
     params = list(policy.parameters())
 
     loss = _meta_objective(policy, pre, pre_adv, post, post_adv, first_order=False)
@@ -182,11 +185,7 @@ def test_second_order_meta_gradient_matches_finite_differences_and_first_order_d
 def test_lvc_takes_the_same_inner_step_and_adds_the_score_outer_product_to_the_meta_gradient():
     """ProMP's LVC inner loss: phi bit-identical to MAML's; the meta-gradient differs by
     exactly alpha * sum_m mean_t A_t s_t (s_t . dO/dphi_m), s_t = grad log pi(a_t|s_t)."""
-    policy = make_policy()
-    pre = make_batch(M=2, N=3, T=4, seed=10)
-    pre_adv = random_adv(pre, 11)
-    post = make_batch(M=2, N=3, T=4, seed=12)
-    post_adv = random_adv(post, 13)
+    policy, pre, pre_adv, post, post_adv = _one_step_problem()
     theta = dict(policy.named_parameters())
     params, alpha = list(theta.values()), 0.5
     phis, grads = {}, {}

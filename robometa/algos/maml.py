@@ -23,8 +23,9 @@ One meta-iteration on M tasks:
 Inner loss per task: ``-mean_t log pi_phi(a_t|s_t) A_t`` over valid steps, with
 advantages from GAE(gamma, lambda) on the per-task linear baseline, normalized per
 task (as the MAML code does); ``inner_objective: lvc`` swaps in ProMP's LVC form of
-it (same step, a meta-gradient that credits the pre-update policy's exploration). With ``learn_inner_lr`` every weight gets its own
-learned step size (Meta-SGD, Li et al., 2017), meta-trained with ``theta``.
+it (same step, a meta-gradient that credits the pre-update policy's exploration).
+With ``learn_inner_lr`` every weight gets its own learned step size (Meta-SGD, Li et
+al., 2017), meta-trained with ``theta``.
 """
 
 from __future__ import annotations
@@ -146,10 +147,6 @@ def advantages(batch: EpisodeBatch, gamma: float, lam: float) -> Tensor:
     values = baselines.fit_predict(batch.obs, returns, batch.masks)
     adv = gae(batch.rewards, values, batch.masks, gamma, lam)
     return normalize_per_task(adv, batch.masks)
-
-
-INNER_OBJECTIVES = ("vpg", "lvc")
-"""Values of ``MAMLConfig.inner_objective``."""
 
 
 def inner_loss(

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 PRECISIONS = ("float32", "bfloat16", "auto")
 """Values of the ``*_precision`` settings (see ``MAMLConfig.matmul_precision``)."""
+INNER_OBJECTIVES = ("vpg", "lvc")
+"""Values of ``MAMLConfig.inner_objective`` (see ``robometa.algos.maml.inner_loss``)."""
 
 
 @dataclass(frozen=True)
@@ -69,19 +71,16 @@ class MAMLConfig:
         """``meta-sgd`` when the inner step sizes are learned, ``lvc`` under the LVC
         inner objective, both joined by ``-`` (``maml-trpo-meta-sgd`` in reports,
         apart from plain MAML's runs)."""
-        parts = [name for name, on in (("meta-sgd", self.learn_inner_lr), ("lvc", self.lvc)) if on]
-        return "-".join(parts) or None
-
-    @property
-    def lvc(self) -> bool:
-        """Whether the inner objective is ProMP's LVC."""
-        return self.inner_objective == "lvc"
+        parts = [("meta-sgd", self.learn_inner_lr), ("lvc", self.inner_objective == "lvc")]
+        return "-".join(name for name, on in parts if on) or None
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""
         out = []
-        if self.inner_objective not in ("vpg", "lvc"):
-            out.append(f"unknown inner_objective {self.inner_objective!r}; valid: vpg, lvc")
+        if self.inner_objective not in INNER_OBJECTIVES:
+            out.append(
+                f"unknown inner_objective {self.inner_objective!r}; valid: {', '.join(INNER_OBJECTIVES)}"
+            )
         if self.matmul_precision not in PRECISIONS:
             out.append(f"unknown matmul_precision {self.matmul_precision!r}; valid: {', '.join(PRECISIONS)}")
         for name in ("meta_batch_size", "episodes_per_task"):
