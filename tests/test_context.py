@@ -15,7 +15,6 @@ from test_rl2_train import TINY, _train
 
 from robometa.algos.context import ContextLearner
 from robometa.algos.context_config import ContextConfig
-from robometa.algos.normalize import RunningMeanStd
 from robometa.algos.rl2 import RL2Actor, ppo_sequence_loss
 from robometa.configs import resolve_config
 from robometa.policies.context import (
@@ -25,6 +24,7 @@ from robometa.policies.context import (
     kl_to_unit_gaussian,
     transition_features,
 )
+from robometa.policies.normalize import RunningMeanStd
 from robometa.runs import RunDir, load_checkpoint
 from robometa.sampling.trials import TrialSampler
 from robometa.tasks import make_family

@@ -22,11 +22,13 @@ HORIZON = 40
 
 
 class _BlowsUp(CheetahVel):
-    """cheetah-vel with negative joint damping: every episode blows up within ~15 steps."""
+    """cheetah-vel with negative joint damping: every episode blows up within ~5 steps
+    (with margin: at -10 one episode in six outlived the horizon on an AMD EPYC, where
+    the same seeds blew up every one on a Xeon)."""
 
     def build_model(self, task):
         model = super().build_model(task)
-        model.dof_damping[3:] = -10.0
+        model.dof_damping[3:] = -30.0
         return model
 
 

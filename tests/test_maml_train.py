@@ -111,9 +111,11 @@ def test_same_seed_twice_gives_identical_parameters(trpo_run, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-@pytest.mark.parametrize("algo", ["maml-trpo", "maml-ppo"])
-def test_stop_and_resume_equals_uninterrupted(algo, tmp_path):
-    extra = ["learn_inner_lr=true"] if algo == "maml-ppo" else []
+@pytest.mark.parametrize(
+    "algo, extra",
+    [("maml-trpo", []), ("maml-ppo", ["learn_inner_lr=true"]), ("maml-trpo", ["normalize_obs=true"])],
+)
+def test_stop_and_resume_equals_uninterrupted(algo, extra, tmp_path):
     full = tmp_path / "full"
     Trainer.create(tiny_config(*extra, algo=algo), full).train()
 
@@ -130,6 +132,8 @@ def test_stop_and_resume_equals_uninterrupted(algo, tmp_path):
 
     a, b = load_checkpoint(RunDir(full).latest)["algo"], load_checkpoint(RunDir(cut).latest)["algo"]
     assert all(torch.equal(a["policy"][k], b["policy"][k]) for k in a["policy"])
+    if "normalize_obs=true" in extra:  # the statistics travel with the policy
+        assert a["policy"]["obs_count"] > 0
     if algo == "maml-ppo":
         assert all(torch.equal(a["step_sizes"][k], b["step_sizes"][k]) for k in a["step_sizes"])
     assert Trainer.resume(full).curves() == Trainer.resume(cut).curves()

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from robometa.algos.gae import gae
-from robometa.algos.normalize import RunningMeanStd
 from robometa.algos.rl2 import RL2, RL2Actor, ppo_sequence_loss
 from robometa.configs.rl2 import RL2Config
 from robometa.errors import RobometaError
+from robometa.policies.normalize import RunningMeanStd
 from robometa.policies.recurrent import RecurrentGaussianPolicy, assemble_inputs, previous_step_inputs
 from robometa.sampling.trials import TrialSampler
 from robometa.tasks import make_family

@@ -171,7 +171,7 @@ def test_terminated_envs_are_not_simulated_and_nothing_else_changes(monkeypatch)
     full = Sampler(fam, device="cpu", seed=0).sample(pol, tasks, 3, horizon=100, record_states=True)
 
     lengths = masked.lengths.flatten()
-    assert lengths.min() < lengths.max() < 100  # early, uneven terminations
+    assert lengths.min() < lengths.max() and (lengths < 100).float().mean() > 0.5  # early, uneven ends
     assert sum(live_steps) == masked.env_steps < len(live_steps) * 12  # dead envs were skipped
     for name in ("obs", "actions", "rewards", "log_probs", "masks", "terminated", "final_obs", "success"):
         torch.testing.assert_close(getattr(masked, name), getattr(full, name), rtol=0, atol=0)

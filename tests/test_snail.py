@@ -10,11 +10,11 @@ import torch
 from test_new_learners_train import Stop, final_state, same, snapshot
 from test_rl2 import assert_sequence_loss_matches_steps
 
-from robometa.algos.normalize import RunningMeanStd
 from robometa.algos.rl2 import RL2Actor
 from robometa.algos.snail import SNAIL, SNAILConfig
 from robometa.cli import main
 from robometa.configs import resolve_config
+from robometa.policies.normalize import RunningMeanStd
 from robometa.policies.recurrent import assemble_inputs
 from robometa.policies.snail import SNAILPolicy, tc_depth
 from robometa.runs import RunDir, load_checkpoint

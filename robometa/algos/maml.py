@@ -473,7 +473,12 @@ class GradientLearner(MetaLearner):
         self.learner_threads = learner_threads
         self.horizon = config.horizon or family.horizon
         policy = GaussianMLPPolicy(
-            family.obs_dim, self.sampler.act_dim, config.hidden, config.activation, config.init_std
+            family.obs_dim,
+            self.sampler.act_dim,
+            config.hidden,
+            config.activation,
+            config.init_std,
+            normalize_obs=config.normalize_obs,
         )
         init_policy(policy, torch.Generator().manual_seed(int(seed)))
         self.policy = policy.to(self.device)
@@ -619,6 +624,9 @@ class MAML(GradientLearner):
                 metrics = self._trpo_update(pre, pre_advs, post, post_adv)
             else:
                 metrics = self._ppo_update(pre, pre_advs, post, post_adv)
+        if self.policy.normalize_obs:  # between updates: the next iteration's policy
+            for b in batches:
+                self.policy.update_obs_statistics(b.obs, b.masks)
         seconds = watch.seconds
         env_steps = sum(b.env_steps for b in batches)
         with torch.no_grad():

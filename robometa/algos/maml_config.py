@@ -45,6 +45,12 @@ class MAMLConfig:
     default the README's results were measured with)."""
     init_std: float = 1.0
     """Initial action standard deviation."""
+    normalize_obs: bool = False
+    """Standardize the policy's observations by running statistics of the training
+    batches (every batch of an iteration, merged after its outer update, so that the
+    policy is one function throughout an iteration's sampling, inner and outer loop;
+    the identity before the first update). The statistics live in the policy's
+    buffers: checkpoints, evaluation, replay and the multi-task baseline use them."""
     compile_learner: bool = False
     """Compile the learner's passes with ``torch.compile`` on a CPU: the meta-objective
     (inner steps + surrogate, and its backward, the meta-gradient; the line search's

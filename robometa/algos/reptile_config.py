@@ -42,6 +42,9 @@ class ReptileConfig:
     """Hidden activation: tanh | relu | elu."""
     init_std: float = 1.0
     """Initial action standard deviation."""
+    normalize_obs: bool = False
+    """Standardize the policy's observations by running statistics of the training
+    batches, merged after each Reptile update (as ``MAMLConfig.normalize_obs``)."""
 
     def validate(self) -> list[str]:
         """Problems with the values, one line each (empty when fine)."""

@@ -45,8 +45,8 @@ from robometa.algos.base import (
     throughput,
 )
 from robometa.algos.gae import discounted_returns, gae
-from robometa.algos.normalize import RunningMeanStd
 from robometa.algos.rl2_config import RL2Config
+from robometa.policies.normalize import RunningMeanStd
 from robometa.policies.recurrent import (
     Hidden,
     RecurrentGaussianPolicy,

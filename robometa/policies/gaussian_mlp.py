@@ -9,6 +9,13 @@ with per-task parameter dicts (leading task axis) every layer is one batched mat
 product over the tasks, so one call serves a whole meta-batch. Those products may run
 in bfloat16 (``matmul_dtype``), which CPUs with AMX and GPUs compute several times
 faster than float32.
+
+With ``normalize_obs`` the policy standardizes its input by running statistics it
+holds as buffers (so they travel in its ``state_dict``, hence in checkpoints), before
+every forward: explicit weights, per-task weights and sampling all see the same
+input. The statistics are not parameters (no gradient flows to them); the learner
+merges new observations with :meth:`GaussianMLPPolicy.update_obs_statistics`
+between its updates, never inside one.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 from torch.func import functional_call
+
+from robometa.policies.normalize import RunningMeanStd
 
 Params = Mapping[str, Tensor]
 
@@ -36,7 +45,13 @@ class GaussianMLPPolicy(nn.Module):
         hidden: hidden layer widths.
         activation: ``tanh`` | ``relu`` | ``elu``.
         init_std: initial standard deviation of every action dimension.
+        normalize_obs: standardize observations, ``clamp((obs - mean) / std, -10, 10)``,
+            by the statistics of :meth:`update_obs_statistics` (the identity, clamped,
+            until the first update).
     """
+
+    OBS_CLIP = 10.0
+    """Normalized observations are clipped to ``[-OBS_CLIP, OBS_CLIP]`` (as RL²'s)."""
 
     def __init__(
         self,
@@ -45,6 +60,7 @@ class GaussianMLPPolicy(nn.Module):
         hidden: Sequence[int] = (100, 100),
         activation: str = "tanh",
         init_std: float = 1.0,
+        normalize_obs: bool = False,
     ):
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -60,10 +76,47 @@ class GaussianMLPPolicy(nn.Module):
         layers.append(nn.Linear(width, act_dim))
         self.mean = nn.Sequential(*layers)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(torch.log(torch.tensor(init_std)))))
+        self.normalize_obs = bool(normalize_obs)
+        if self.normalize_obs:
+            # Running statistics (float64, merged as RunningMeanStd merges them) and
+            # what the forward applies, derived from them (float32, updated in place so
+            # that compiled passes read the new values).
+            self.register_buffer("obs_mean", torch.zeros(obs_dim, dtype=torch.float64))
+            self.register_buffer("obs_var", torch.ones(obs_dim, dtype=torch.float64))
+            self.register_buffer("obs_count", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("obs_shift", torch.zeros(obs_dim))
+            self.register_buffer("obs_inv_std", torch.ones(obs_dim))
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``obs: (..., obs_dim)`` -> mean ``(..., act_dim)``, log_std ``(act_dim,)``."""
-        return self.mean(obs), self.log_std
+        return self.mean(self.normalized(obs)), self.log_std
+
+    def normalized(self, obs: Tensor) -> Tensor:
+        """What the MLP reads: ``obs`` standardized with ``normalize_obs``, else ``obs`` itself."""
+        if not self.normalize_obs:
+            return obs
+        return ((obs - self.obs_shift) * self.obs_inv_std).clamp(-self.OBS_CLIP, self.OBS_CLIP)
+
+    @torch.no_grad()
+    def update_obs_statistics(self, obs: Tensor, mask: Tensor | None = None) -> None:
+        """Merge observations ``obs: (..., obs_dim)`` (the rows where ``mask: (...)`` is
+        1, e.g. an :class:`~robometa.sampling.EpisodeBatch`'s ``obs`` and ``masks``) into
+        the running statistics the forward standardizes by.
+
+        Raises ``RuntimeError`` when the policy was built without ``normalize_obs``.
+        """
+        if not self.normalize_obs:
+            raise RuntimeError("update_obs_statistics needs a policy built with normalize_obs=True")
+        stats = RunningMeanStd((self.obs_dim,))
+        stats.load_state_dict(
+            {"mean": self.obs_mean.cpu(), "var": self.obs_var.cpu(), "count": float(self.obs_count)}
+        )
+        stats.update(obs, mask)
+        self.obs_mean.copy_(stats.mean)
+        self.obs_var.copy_(stats.var)
+        self.obs_count.fill_(stats.count)
+        self.obs_shift.copy_(stats.mean)
+        self.obs_inv_std.copy_(1.0 / stats.std)
 
     def mean_log_std(
         self,
@@ -104,7 +157,7 @@ class GaussianMLPPolicy(nn.Module):
         (bfloat16: 8 significant bits, relative rounding error 2^-9 per value).
         """
         M = obs.shape[0]
-        x = obs.reshape(M, -1, obs.shape[-1])
+        x = self.normalized(obs).reshape(M, -1, obs.shape[-1])
         for i, layer in enumerate(self.mean):
             if isinstance(layer, nn.Linear):
                 w, b = params[f"mean.{i}.weight"], params[f"mean.{i}.bias"]
