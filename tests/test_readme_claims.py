@@ -21,7 +21,7 @@ def _has(sentence: str) -> None:
 
 def test_maml_presets_are_described_as_they_are():
     paper = resolve_config(preset="paper").algo_params
-    quick_cfg = resolve_config(preset="quick")
+    quick_cfg = resolve_config(preset="quick", family="cheetah-dir")  # a family with no tuning of its own
     quick = quick_cfg.algo_params
     _has(
         f"`paper` is the MAML paper's {paper.meta_batch_size} tasks, {paper.episodes_per_task} episodes, "
@@ -38,7 +38,16 @@ def test_maml_presets_are_described_as_they_are():
     )
     steps = quick_cfg.iterations * quick.meta_batch_size * quick.episodes_per_task * quick.horizon * 2
     _has(
-        f"trains MAML-TRPO with the quick preset ({quick_cfg.iterations} iterations, {steps / 1e6:g}M env steps)"
+        f"trained MAML-TRPO with the quick preset ({quick_cfg.iterations} iterations, {steps / 1e6:g}M env steps)"
+    )
+    default = resolve_config()  # robometa train: cheetah-vel's own tuning of the quick preset
+    assert default.family == "cheetah-vel" and default.algo_params.normalize_obs
+    _has(
+        f"cheetah-vel's own tuning (the default run) adds `normalize_obs: true` and cuts it to "
+        f"{default.iterations} iterations"
+    )
+    _has(
+        f"standardized observations (`normalize_obs: true`) and {default.iterations} iterations instead of 150"
     )
 
 
