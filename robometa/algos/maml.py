@@ -483,6 +483,14 @@ class GradientLearner(MetaLearner):
         init_policy(policy, torch.Generator().manual_seed(int(seed)))
         self.policy = policy.to(self.device)
 
+    def merge_obs_statistics(self, batches: Sequence[EpisodeBatch]) -> None:
+        """With ``normalize_obs``, merge the observations of an iteration's training
+        ``batches`` into the policy's statistics; call it after the iteration's update,
+        so that the policy is one function within an iteration. Else nothing."""
+        if self.policy.normalize_obs:
+            for b in batches:
+                self.policy.update_obs_statistics(b.obs, b.masks)
+
     @property
     def trained_steps(self) -> int:
         """Inner gradient steps of meta-training (``inner_steps``)."""
@@ -624,9 +632,7 @@ class MAML(GradientLearner):
                 metrics = self._trpo_update(pre, pre_advs, post, post_adv)
             else:
                 metrics = self._ppo_update(pre, pre_advs, post, post_adv)
-        if self.policy.normalize_obs:  # between updates: the next iteration's policy
-            for b in batches:
-                self.policy.update_obs_statistics(b.obs, b.masks)
+        self.merge_obs_statistics(batches)
         seconds = watch.seconds
         env_steps = sum(b.env_steps for b in batches)
         with torch.no_grad():

@@ -159,9 +159,7 @@ class Reptile(GradientLearner):
             moved = flat([p - theta[n] for n, p in self.policy.named_parameters()])
             log_std = self.policy.log_std
             entropy = float((log_std + 0.5 * math.log(2 * math.pi * math.e)).sum())
-        if self.policy.normalize_obs:  # between updates: the next iteration's policy
-            for b in batches:
-                self.policy.update_obs_statistics(b.obs, b.masks)
+        self.merge_obs_statistics(batches)
         self.iterations_done += 1
         seconds = watch.seconds
         env_steps = sum(b.env_steps for b in batches)
