@@ -21,7 +21,7 @@ def _has(sentence: str) -> None:
 
 def test_maml_presets_are_described_as_they_are():
     paper = resolve_config(preset="paper").algo_params
-    quick_cfg = resolve_config(preset="quick", family="cheetah-dir")  # a family with no tuning of its own
+    quick_cfg = resolve_config(preset="quick", family="ant-dir")  # a family with no tuning of its own
     quick = quick_cfg.algo_params
     _has(
         f"`paper` is the MAML paper's {paper.meta_batch_size} tasks, {paper.episodes_per_task} episodes, "
@@ -49,6 +49,12 @@ def test_maml_presets_are_described_as_they_are():
     _has(
         f"standardized observations (`normalize_obs: true`) and {default.iterations} iterations instead of 150"
     )
+    tuned = [
+        f for f in ("cheetah-dir", "push")
+        if resolve_config(preset="quick", family=f).algo_params.normalize_obs
+    ]
+    assert tuned == ["cheetah-dir", "push"]
+    _has("cheetah-dir's and push's add `normalize_obs: true`")
 
 
 def test_rl2_evidence_iterations_are_those_of_the_script_and_preset():
