@@ -5,6 +5,9 @@ env-steps/s of
 
   (a) open-loop ``mujoco.rollout`` of the same models (no policy), replaying a sample
       of robometa's sampler (its initial states and actions): the ceiling;
+  (a') the same replay, one ``rollout`` call per control step as the simulator calls
+      it (envs whose episode ended no longer stepped), no policy or bookkeeping in
+      between: the bound for any closed-loop sampler that steps through ``rollout``;
   (b) robometa's Sampler, closed loop (one policy forward per control step), plain:
       the policy and the physics of the whole batch take turns (``pipeline=False``);
   (b') the same Sampler pipelined: the physics of one half of the batch runs on a
@@ -133,6 +136,55 @@ def open_loop(family, tasks, episodes: int, horizon: int, policy, seed: int) -> 
     return lambda: _timed(run)
 
 
+def replay_per_step(family, models, state0, ctrl, lengths, pool, datas) -> tuple[int, np.ndarray]:
+    """Step ``models`` from ``state0 (B, nstate)`` through ``ctrl (B, T * frame_skip, nu)``
+    one control step per ``rollout`` call, as :class:`~robometa.sim.BatchSim` calls it
+    (the sensor step, no warm start carried over), env ``b`` for ``lengths[b]`` steps.
+    Returns the steps simulated and every env's last state ``(B, nstate)``."""
+    B, lay, fs = len(models), family.layout, family.frame_skip
+    nstep = fs + (1 if lay.nsensordata else 0)
+    state = np.empty((B, nstep, lay.nstate))
+    sens = np.empty((B, nstep, lay.nsensordata))
+    ctrl_step = np.zeros((B, nstep, lay.nu))
+    warm = np.zeros((B, lay.nv))
+    cur, steps = state0.copy(), 0
+    for s in range(ctrl.shape[1] // fs):
+        live = np.flatnonzero(lengths > s)
+        n = len(live)
+        if n == 0:
+            break
+        ctrl_step[:n, :fs] = ctrl[live, s * fs : (s + 1) * fs]
+        pool.rollout(
+            [models[i] for i in live],
+            datas,
+            np.ascontiguousarray(cur[live]),
+            ctrl_step[:n],
+            nstep=nstep,
+            initial_warmstart=warm[:n],
+            state=state[:n],
+            sensordata=sens[:n],
+            skip_checks=True,
+        )
+        cur[live] = state[:n, fs - 1]
+        steps += n
+    return steps, cur
+
+
+def open_loop_per_step(family, tasks, episodes: int, horizon: int, policy, seed: int) -> Callable[[], Timing]:
+    """(a') the closed-loop bound: the same replay as (a), but one ``rollout`` call per
+    control step, as robometa's simulator calls it (each call from the states the last
+    one left, no solver warm start carried over, envs whose episode ended no longer
+    stepped), with no policy and no bookkeeping in between (:func:`replay_per_step`).
+    What a closed-loop sampler that steps through ``rollout`` can reach at best;
+    throughput counts the steps simulated."""
+    models, state0, ctrl, batch = recorded_work(family, tasks, episodes, horizon, policy, seed)
+    lengths = batch.masks.reshape(len(models), horizon).sum(1).numpy().astype(int)
+    nthread = default_nthread()
+    pool = rollout_pool(nthread)
+    datas = [mujoco.MjData(models[0]) for _ in range(nthread)]
+    return lambda: _timed(lambda: replay_per_step(family, models, state0, ctrl, lengths, pool, datas)[0])
+
+
 def robometa_sampler(
     family, tasks, episodes: int, horizon: int, policy, seed: int, pipeline: bool, parts: list
 ) -> Callable[[], Timing]:
@@ -191,6 +243,7 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
     parts: list[list[int]] = []
     contenders: dict[str, Callable[[], Timing]] = {
         "open_loop_rollout": open_loop(family, tasks, args.episodes, horizon, policy, args.seed),
+        "open_loop_per_step": open_loop_per_step(family, tasks, args.episodes, horizon, policy, args.seed),
         "robometa_plain": robometa_sampler(
             family, tasks, args.episodes, horizon, policy, args.seed, False, []
         ),

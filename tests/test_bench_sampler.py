@@ -39,3 +39,26 @@ def test_the_ceiling_replays_the_samplers_trajectories(name):
             got = np.empty(fam.layout.nstate)
             mujoco.mj_getState(model, data, got, mujoco.mjtState.mjSTATE_FULLPHYSICS)
             np.testing.assert_allclose(got, recorded[b, t + 1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["push", "ant-dir"])
+def test_the_per_step_replay_is_the_samplers_physics(name):
+    """The closed-loop bound (a') steps the sampler's own physics: one rollout call per
+    control step from the recorded states and actions ends every env exactly (bit for
+    bit) where the sampler's episode ended, the envs that terminated early included."""
+    fam = make_family(name)
+    tasks = fam.split_tasks("train", seed=0, n=2)
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(fam.obs_dim, fam.layout.nu)
+    T = 40
+    models, state0, ctrl, batch = bench.recorded_work(fam, tasks, 4, T, policy, seed=0)
+    B = len(models)
+    lengths = batch.masks.reshape(B, T).sum(1).numpy().astype(int)
+    if name == "ant-dir":
+        assert (lengths < T).any()  # some episodes end early: those envs must stop stepping
+    pool = bench.rollout_pool(2)
+    datas = [mujoco.MjData(models[0]) for _ in range(2)]
+    steps, last = bench.replay_per_step(fam, models, state0, ctrl, lengths, pool, datas)
+    assert steps == lengths.sum()
+    recorded = batch.states.reshape(B, T + 1, -1).double().numpy()
+    np.testing.assert_array_equal(last, recorded[np.arange(B), lengths])
