@@ -49,12 +49,10 @@ def test_maml_presets_are_described_as_they_are():
     _has(
         f"standardized observations (`normalize_obs: true`) and {default.iterations} iterations instead of 150"
     )
-    tuned = [
-        f for f in ("cheetah-dir", "push")
-        if resolve_config(preset="quick", family=f).algo_params.normalize_obs
-    ]
-    assert tuned == ["cheetah-dir", "push"]
-    _has("cheetah-dir's and push's add `normalize_obs: true`")
+    families = ("cheetah-dir", "cheetah-params", "cheetah-terrain", "push", "reach", "ant-dir")
+    tuned = [f for f in families if resolve_config(preset="quick", family=f).algo_params.normalize_obs]
+    assert tuned == ["cheetah-dir", "cheetah-params", "cheetah-terrain", "push"]
+    _has("cheetah-dir's, cheetah-params', cheetah-terrain's and push's add `normalize_obs: true`")
 
 
 def test_rl2_evidence_iterations_are_those_of_the_script_and_preset():
