@@ -21,7 +21,7 @@ def _has(sentence: str) -> None:
 
 def test_maml_presets_are_described_as_they_are():
     paper = resolve_config(preset="paper").algo_params
-    quick_cfg = resolve_config(preset="quick", family="ant-dir")  # a family with no tuning of its own
+    quick_cfg = resolve_config(preset="quick", family="ant-goal")  # a family with no tuning of its own
     quick = quick_cfg.algo_params
     _has(
         f"`paper` is the MAML paper's {paper.meta_batch_size} tasks, {paper.episodes_per_task} episodes, "
@@ -49,10 +49,13 @@ def test_maml_presets_are_described_as_they_are():
     _has(
         f"standardized observations (`normalize_obs: true`) and {default.iterations} iterations instead of 150"
     )
-    families = ("cheetah-dir", "cheetah-params", "cheetah-terrain", "push", "reach", "ant-dir")
+    families = ("cheetah-dir", "cheetah-params", "cheetah-terrain", "ant-dir", "ant-params", "push", "reach")
     tuned = [f for f in families if resolve_config(preset="quick", family=f).algo_params.normalize_obs]
-    assert tuned == ["cheetah-dir", "cheetah-params", "cheetah-terrain", "push"]
-    _has("cheetah-dir's, cheetah-params', cheetah-terrain's and push's add `normalize_obs: true`")
+    assert tuned == ["cheetah-dir", "cheetah-params", "cheetah-terrain", "ant-dir", "ant-params", "push"]
+    _has(
+        "cheetah-dir's, cheetah-params', cheetah-terrain's, ant-dir's, ant-params' and push's add "
+        "`normalize_obs: true`"
+    )
 
 
 def test_rl2_evidence_iterations_are_those_of_the_script_and_preset():
