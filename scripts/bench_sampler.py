@@ -20,7 +20,11 @@ env-steps/s of
       what robometa's ant observes), closed loop, where envpool is installed and the
       family uses that robot (optional);
 
-prints a table with ratios and writes JSON. Every closed-loop contender gets the
+prints a table with ratios and writes JSON. Beside the table, where the plain loop's time
+goes: (b) run once more per round with a timer around each phase of its control step
+(:func:`phase_split`: the actor call, staging, the physics, the step's results,
+resets, the loop's bookkeeping), in milliseconds per control step, next to (a')'s
+milliseconds per ``rollout`` call. Every closed-loop contender gets the
 same policy and the same torch thread setting (1 thread, which is what helps torch
 and the simulator share 2 cores). The contenders run in ``--repeats`` interleaved
 rounds (each round in a rotated order) and the best round of each counts, so the
@@ -52,12 +56,13 @@ its own adapted weights, as MAML's post-adaptation sampling has them):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -69,6 +74,7 @@ import robometa  # noqa: F401  (registers the gymnasium ids)
 from robometa.errors import RobometaError
 from robometa.policies import GaussianMLPPolicy
 from robometa.sampling import Sampler, chunks
+from robometa.sim import batch_sim
 from robometa.sim.batch_sim import default_nthread, rollout_pool
 from robometa.tasks import family_names, make_family
 
@@ -182,7 +188,12 @@ def open_loop_per_step(family, tasks, episodes: int, horizon: int, policy, seed:
     nthread = default_nthread()
     pool = rollout_pool(nthread)
     datas = [mujoco.MjData(models[0]) for _ in range(nthread)]
-    return lambda: _timed(lambda: replay_per_step(family, models, state0, ctrl, lengths, pool, datas)[0])
+
+    def run() -> Timing:
+        return _timed(lambda: replay_per_step(family, models, state0, ctrl, lengths, pool, datas)[0])
+
+    run.calls = int(lengths.max())  # type: ignore[attr-defined]  # rollout calls per replay
+    return run
 
 
 def robometa_sampler(
@@ -207,6 +218,65 @@ def robometa_sampler(
             chunks.collect_parts = real
 
     return lambda: _timed(run)
+
+
+# The plain loop's control step, phase by phase: the method each phase's timer wraps.
+PHASES = {
+    "actor": (chunks.EpisodeActor, "act"),  # observation -> torch -> policy -> actions (numpy)
+    "stage": (batch_sim.BatchSim, "begin_step"),  # clip the actions, copy the rows in
+    "physics": (batch_sim.PendingStep, "run"),  # the native rollout calls
+    "results": (batch_sim.BatchSim, "end_step"),  # rows out, observation / reward / termination
+    "resets": (batch_sim.BatchSim, "reset"),  # initial states of new episodes
+}
+
+
+@contextlib.contextmanager
+def _phase_timers(seconds: dict[str, float], calls: dict[str, int]) -> Iterator[None]:
+    """While open, every method of :data:`PHASES` adds its wall time to ``seconds[phase]``
+    and counts its calls in ``calls[phase]`` (the classes are restored on exit)."""
+    saved = []
+    for phase, (cls, name) in PHASES.items():
+        real = cls.__dict__[name]
+        saved.append((cls, name, real))
+
+        def timed(*a, _real=real, _phase=phase, **kw):
+            t0 = time.perf_counter()
+            try:
+                return _real(*a, **kw)
+            finally:
+                seconds[_phase] += time.perf_counter() - t0
+                calls[_phase] += 1
+
+        setattr(cls, name, timed)
+    try:
+        yield
+    finally:
+        for cls, name, real in saved:
+            setattr(cls, name, real)
+
+
+def phase_split(family, tasks, episodes: int, horizon: int, policy, seed: int) -> Callable[[], dict]:
+    """(b) once more, with a timer around every phase of its control step: returns a run
+    that gives ``{"control_steps", "env_steps", "wall_s", "ms_per_control_step": {phase:
+    ms}}``, where ``bookkeeping`` is the rest of the loop's wall time (stores, episode
+    sums, the sampler's request handling). The timers cost a few microseconds per step,
+    so this run is not one of the timed contenders."""
+    sampler = Sampler(family, device="cpu", seed=seed, pipeline=False)
+    sampler.sample(policy, tasks[:1], 1, horizon=2)
+
+    def run() -> dict:
+        seconds = dict.fromkeys(PHASES, 0.0)
+        calls = dict.fromkeys(PHASES, 0)
+        with _phase_timers(seconds, calls):
+            t0 = time.perf_counter()
+            steps = sampler.sample(policy, tasks, episodes, horizon=horizon).env_steps
+            wall = time.perf_counter() - t0
+        n = max(1, calls["physics"])
+        ms = {k: 1e3 * v / n for k, v in seconds.items()}
+        ms["bookkeeping"] = 1e3 * wall / n - sum(ms.values())
+        return {"control_steps": n, "env_steps": steps, "wall_s": wall, "ms_per_control_step": ms}
+
+    return run
 
 
 def closed_loop_vector_env(venv, policy, steps: int, seed: int | None) -> Callable[[], Timing]:
@@ -291,15 +361,21 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
                     f"{env_id} observes {pool.observation_space.shape[-1]} values, robometa {family.obs_dim}"
                 )
 
+    split = phase_split(family, tasks, args.episodes, horizon, policy, args.seed)
+    splits: list[dict] = []
     rounds: dict[str, list[Timing]] = {k: [] for k in contenders}
     names = list(contenders)
     for r in range(args.repeats):  # interleaved, each round in a rotated order
         for k in names[r % len(names) :] + names[: r % len(names)]:
             rounds[k].append(contenders[k]())
+        splits.append(split())
     for close in closers:
         close()
     best = {k: max(n / w for n, w, _ in v) for k, v in rounds.items()}
     ceiling, new = best["open_loop_rollout"], best["robometa_pipelined"]
+    # (a')'s rollout calls: one per control step while any env of the replay is live.
+    bound_calls = contenders["open_loop_per_step"].calls  # type: ignore[attr-defined]
+    bound_wall = min(w for _, w, _ in rounds["open_loop_per_step"])
     return {
         "family": name,
         "family_kwargs": args.family_kwargs,
@@ -314,6 +390,9 @@ def bench_family(name: str, args, policy_seed: int = 0) -> dict:
         "pipelined_ratio_to": {k: new / v for k, v in best.items() if k != "robometa_pipelined"},
         "cpu_us_per_env_step": {k: min(1e6 * c / n for n, _, c in v) for k, v in rounds.items()},
         "rounds_steps_per_s": {k: [n / w for n, w, _ in v] for k, v in rounds.items()},
+        # The plain loop's phases in its fastest timed round, and (a')'s time per call.
+        "plain_phases": min(splits, key=lambda x: x["wall_s"]) if splits else None,
+        "bound_ms_per_rollout_call": 1e3 * bound_wall / max(1, bound_calls),
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
     }
 
@@ -461,6 +540,15 @@ def print_table(report: dict) -> None:
         print(
             f"{k:<24}{v:>13,.0f}{report['ratio_to_ceiling'][k]:>10.2f}x"
             f"{'-' if ratio is None else f'{ratio:.2f}x':>16}{report['cpu_us_per_env_step'][k]:>13.1f}"
+        )
+    split = report["plain_phases"]
+    if split:
+        ms = split["ms_per_control_step"]
+        print(
+            f"robometa_plain per control step ({split['control_steps']} steps, timed): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in ms.items())
+            + f" ms (sum {sum(ms.values()):.3f}); open_loop_per_step: "
+            f"{report['bound_ms_per_rollout_call']:.3f} ms per rollout call"
         )
     load = report["load_average_1_5_15"]
     print(

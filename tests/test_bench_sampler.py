@@ -62,3 +62,21 @@ def test_the_per_step_replay_is_the_samplers_physics(name):
     assert steps == lengths.sum()
     recorded = batch.states.reshape(B, T + 1, -1).double().numpy()
     np.testing.assert_array_equal(last, recorded[np.arange(B), lengths])
+
+
+def test_the_phase_split_times_every_control_step_and_restores_the_classes():
+    """The plain loop's phase timers see each control step once (one physics call per
+    step, one actor call per step), the phases add up to the loop's wall time, and the
+    wrapped methods are the library's own again afterwards."""
+    fam = make_family("cheetah-vel")
+    tasks = fam.split_tasks("train", seed=0, n=2)
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(fam.obs_dim, fam.layout.nu)
+    before = {k: cls.__dict__[name] for k, (cls, name) in bench.PHASES.items()}
+    out = bench.phase_split(fam, tasks, 3, 7, policy, seed=0)()
+    assert {k: cls.__dict__[name] for k, (cls, name) in bench.PHASES.items()} == before
+    assert out["control_steps"] == 7 and out["env_steps"] == 2 * 3 * 7
+    ms = out["ms_per_control_step"]
+    assert set(ms) == set(bench.PHASES) | {"bookkeeping"}
+    assert all(ms[k] > 0 for k in ("actor", "stage", "physics", "results", "resets"))
+    assert abs(sum(ms.values()) * out["control_steps"] - 1e3 * out["wall_s"]) < 1e-6
