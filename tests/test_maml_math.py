@@ -373,3 +373,33 @@ def test_zero_inner_steps_is_multitask_training():
         "learn_inner_lr needs inner_steps >= 1"
         in MAMLTRPOConfig(inner_steps=0, learn_inner_lr=True).validate()[0]
     )
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_inner_advantages_are_raw_only_when_asked_and_the_outer_ones_always_standardized(normalize):
+    """normalize_inner_advantages=false: the inner step adapts on the GAE advantages in
+    the reward's units (so its length follows the reward's differences), while the
+    post-update batch that feeds the outer loss stays standardized per task."""
+    from robometa.algos import make_algorithm
+    from robometa.algos.gae import discounted_returns, gae
+    from robometa.algos.maml import Stopwatch
+    from robometa.configs.maml import MAMLTRPOConfig
+    from robometa.tasks import make_family
+
+    fam = make_family("cheetah-vel")
+    cfg = MAMLTRPOConfig(
+        meta_batch_size=2, episodes_per_task=3, horizon=8, inner_steps=2, normalize_inner_advantages=normalize
+    )
+    algo = make_algorithm("maml-trpo", fam, cfg, "cpu", 0)
+    tasks = fam.split_tasks("train", n=2)
+    batches, advs = algo._rollouts(algo.sampler, tasks, 2, 3, Stopwatch())
+    assert len(advs) == 3
+    for k, (b, a) in enumerate(zip(batches, advs)):
+        returns = discounted_returns(b.rewards, b.masks, cfg.gamma)
+        raw = gae(
+            b.rewards, baselines.fit_predict(b.obs, returns, b.masks), b.masks, cfg.gamma, cfg.gae_lambda
+        )
+        expect = normalize_per_task(raw, b.masks) if (normalize or k == 2) else raw * b.masks
+        torch.testing.assert_close(a, expect)
+    if not normalize:  # raw: not unit scale (cheetah-vel's rewards are not)
+        assert not torch.allclose(advs[0].std(), torch.tensor(1.0), atol=0.2)

@@ -328,3 +328,23 @@ def test_bad_tasks_name_the_valid_ranges():
         make_family("reach").model(ManipTask.from_dict(good))
     with pytest.raises(RobometaError, match=r"reset_noise_scale must be in \[0.0, 0.05\]"):
         make_family("reach", reset_noise_scale=1.0)
+
+
+def test_squared_reach_reward_is_minus_the_squared_distance_over_its_reference():
+    """reach_reward='squared': the reach term is -d**2 / 0.1 (m) where 'distance' gives
+    -d, at the same states; the other terms do not change; a bad value is an error."""
+    from robometa.errors import RobometaError
+
+    for kind in ("reach", "push"):
+        lin, sq = make_family(kind), make_family(kind, reach_reward="squared")
+        task = lin.split_tasks("train", n=1)[0]
+        state = lin.initial_state(lin.model(task), task, np.random.default_rng(0))[None]
+        params = lin.task_params([task])
+        a = lin.reward_terms(state, state, np.zeros((1, 0)), np.zeros((1, 4)), params)
+        b = sq.reward_terms(state, state, np.zeros((1, 0)), np.zeros((1, 4)), params)
+        d = -a["reach"][0]
+        assert d > 0.05
+        assert b["reach"][0] == pytest.approx(-(d**2) / 0.1)
+        assert {k: v for k, v in a.items() if k != "reach"} == {k: v for k, v in b.items() if k != "reach"}
+    with pytest.raises(RobometaError, match="reach_reward.*distance, squared"):
+        make_family("reach", reach_reward="quadratic")

@@ -141,12 +141,14 @@ def masked_task_mean(x: Tensor, masks: Tensor) -> Tensor:
     return (x * masks).sum(dim=(1, 2)) / masks.sum(dim=(1, 2)).clamp_min(1.0)
 
 
-def advantages(batch: EpisodeBatch, gamma: float, lam: float) -> Tensor:
-    """Per-task normalized GAE advantages on a per-task linear baseline, ``(M, N, T)``."""
+def advantages(batch: EpisodeBatch, gamma: float, lam: float, normalize: bool = True) -> Tensor:
+    """GAE advantages on a per-task linear baseline, ``(M, N, T)``, normalized per task
+    (zero mean, unit standard deviation) unless ``normalize`` is false (then in the
+    reward's units, 0 on padding)."""
     returns = discounted_returns(batch.rewards, batch.masks, gamma)
     values = baselines.fit_predict(batch.obs, returns, batch.masks)
     adv = gae(batch.rewards, values, batch.masks, gamma, lam)
-    return normalize_per_task(adv, batch.masks)
+    return normalize_per_task(adv, batch.masks) if normalize else adv * batch.masks
 
 
 def inner_loss(
@@ -600,7 +602,9 @@ class MAML(GradientLearner):
                 batch = sampler.sample(actor, tasks, episodes, self.horizon).to(self.device)
             with watch("inner"):
                 batches.append(batch)
-                advs.append(advantages(batch, cfg.gamma, cfg.gae_lambda))
+                # The post-update batch (k == steps) feeds the outer loss: always standardized.
+                normalize = cfg.normalize_inner_advantages or k == steps
+                advs.append(advantages(batch, cfg.gamma, cfg.gae_lambda, normalize))
                 if k < steps:
                     with torch.no_grad(), learner_mode(self.learner_threads):
                         params = self._adapted(theta, lrs, batches, advs)

@@ -30,6 +30,12 @@ class MAMLConfig:
     | lvc (ProMP's low-variance curvature objective, Rothfuss et al., 2019). The
     inner step is bit-identical; under lvc the second-order meta-gradient also
     credits the pre-update policy for the episodes it samples (``inner_loss``)."""
+    normalize_inner_advantages: bool = True
+    """Standardize the inner loop's advantages per task (zero mean, unit standard
+    deviation over the task's valid steps, as the MAML code does). ``false`` adapts on
+    the raw GAE advantages, so the inner step's length scales with the reward's
+    differences: with a reward quadratic in a distance, one step moves further when
+    the goal is further. The outer loop's advantages are standardized either way."""
     learn_inner_lr: bool = False
     """Learn one inner step size per policy weight (Meta-SGD, Li et al., 2017)."""
     first_order: bool = False

@@ -28,7 +28,10 @@ Success is evaluated per step; an episode succeeds if any step does (Meta-World'
 evaluation protocol). Rewards are dense sums of named terms, in metres:
 
 - ``reach``: minus the distance from the TCP to its target (the goal for reach,
-  the object for push and pick-place);
+  the object for push and pick-place); with ``reach_reward="squared"``, minus its
+  square over ``SQUARED_REACH_REF`` (equal at 0.1 m), whose gradient grows with the
+  distance (the reward of the MAML paper's 2D navigation is a negative squared
+  distance, Finn et al., 2017, section 5.3);
 - ``place``: minus ``PLACE_WEIGHT`` times the object's distance to the goal (xy for
   push, 3D for pick-place);
 - ``lift`` (pick-place): ``LIFT_WEIGHT`` times the object's height above its rest
@@ -77,6 +80,8 @@ SUCCESS_THRESHOLD = {"reach": 0.05, "push": 0.05, "pick-place": 0.07}  # m
 PLACE_WEIGHT = 2.0
 LIFT_WEIGHT = 2.0
 SUCCESS_BONUS = 1.0
+SQUARED_REACH_REF = 0.1  # m: reach_reward="squared" gives -d**2 / 0.1, which is -d at d = 0.1 m
+REACH_REWARDS = ("distance", "squared")
 
 OBS_DIM = 20
 TERMS = {"reach": ("reach", "success"), "push": ("reach", "place", "success")}
@@ -184,6 +189,12 @@ class ManipFamily(TaskFamily):
         observe_goal: append the goal to the observation (hidden by default).
         reset_noise_scale: half-width (m) of the uniform noise on the TCP's
             start position around :data:`robot.HOME`.
+        reach_reward: the ``reach`` term: ``distance`` (minus the TCP's distance to
+            its target, m) or ``squared`` (minus its square over
+            :data:`SQUARED_REACH_REF`).
+
+    Raises:
+        RobometaError: an option out of its range, naming the valid values.
     """
 
     task_cls = ManipTask
@@ -196,11 +207,16 @@ class ManipFamily(TaskFamily):
     n_test = 20
     splits: ClassVar[dict[str, SplitSpec]]  # by region: "train" (train and val splits) and "test"
 
-    def __init__(self, observe_goal: bool = False, reset_noise_scale: float = 0.01):
+    def __init__(
+        self, observe_goal: bool = False, reset_noise_scale: float = 0.01, reach_reward: str = "distance"
+    ):
         super().__init__()
         if not isinstance(observe_goal, bool):
             raise RobometaError(f"observe_goal must be true or false, got {observe_goal!r}")
+        if reach_reward not in REACH_REWARDS:
+            raise choice_error("reach_reward", reach_reward, REACH_REWARDS)
         self.observe_goal = observe_goal
+        self.reach_reward = reach_reward
         self.reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, 0.0, 0.05)
         self._addr: robot.Addresses | None = None
 
@@ -373,7 +389,9 @@ class ManipFamily(TaskFamily):
         kind = params[:, 0]
         lift_cap = np.maximum(params[:, 3] - params[:, 4], 0.0)
         terms = {
-            "reach": -d["reach"],
+            "reach": -d["reach"]
+            if self.reach_reward == "distance"
+            else -(d["reach"] ** 2) / SQUARED_REACH_REF,
             "lift": np.where(kind == 2, LIFT_WEIGHT * np.clip(d["height"], 0.0, lift_cap), 0.0),
             "place": np.where(kind == 0, 0.0, -PLACE_WEIGHT * d["place"]),
             "success": SUCCESS_BONUS * self.success(state, sensordata, params),
