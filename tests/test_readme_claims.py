@@ -57,7 +57,9 @@ def test_maml_presets_are_described_as_they_are():
         "`normalize_obs: true`"
     )
     stepped = [f for f in families if resolve_config(preset="quick", family=f).algo_params.inner_steps != 1]
-    assert stepped == ["reach"] and resolve_config(preset="quick", family="reach").algo_params.inner_steps == 3
+    assert (
+        stepped == ["reach"] and resolve_config(preset="quick", family="reach").algo_params.inner_steps == 3
+    )
     _has("reach's meta-trains three adaptation steps instead of one (`inner_steps: 3`")
 
 
