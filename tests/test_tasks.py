@@ -245,3 +245,39 @@ def test_cheetah_vel_reward_definition():
     v = r.metrics["x_velocity"]
     np.testing.assert_allclose(r.terms["forward"], -np.abs(v - np.array([0.5, 1.5])))
     np.testing.assert_allclose(r.terms["ctrl"], -0.05 * 6 * 0.25)
+
+
+@pytest.mark.parametrize("name", family_names())
+def test_step_outcome_is_what_the_separate_methods_give(name):
+    """The simulator's one call per step (which a family may override to share work)
+    returns, bit for bit, the reward terms, termination, success and metrics that the
+    family's own methods give for the same step, at every step of episodes that reach
+    success (the scripted expert's, where the family has one) or random ones."""
+    fam = make_family(name)
+    rng = np.random.default_rng(0)
+    tasks = fam.split_tasks("test", seed=0)[:6]
+    sim = BatchSim(fam, tasks, seeds=0)
+    sim.reset()
+    seen_success = np.zeros(len(tasks), dtype=bool)
+    for _ in range(150 if fam.has_expert else 20):
+        prev = sim.state.copy()
+        if fam.has_expert:
+            action = fam.expert_action(sim.state, sim.params)
+        else:
+            action = rng.uniform(-1, 1, (len(tasks), sim.layout.nu))
+        sim.step(action)
+        args = (prev, sim.state, sim.sensordata, sim.clip(action), sim.params)
+        terms, terminated, success, metrics = fam.step_outcome(*args)
+        want_terms = fam.reward_terms(*args)
+        assert list(terms) == list(want_terms) and terms
+        for k in terms:
+            np.testing.assert_array_equal(terms[k], want_terms[k], err_msg=k)
+        np.testing.assert_array_equal(terminated, fam.terminated(sim.state, sim.sensordata, sim.params))
+        np.testing.assert_array_equal(success, fam.success(sim.state, sim.sensordata, sim.params))
+        want_metrics = fam.metrics(prev, sim.state, sim.params)
+        assert list(metrics) == list(want_metrics)
+        for k in metrics:
+            np.testing.assert_array_equal(metrics[k], want_metrics[k], err_msg=k)
+        seen_success |= success
+    if fam.has_expert:  # the steps compared include successes
+        assert seen_success.any()

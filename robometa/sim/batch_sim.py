@@ -405,10 +405,9 @@ class BatchSim:
         # Rows whose step yields nothing: blown up, or not simulated.
         void = unstable if live is None else unstable | ~live
 
-        terms = fam.reward_terms(self._prev_state, self.state, self.sensordata, action, self.params)
-        terminated = fam.terminated(self.state, self.sensordata, self.params)
-        success = fam.success(self.state, self.sensordata, self.params)
-        metrics = fam.metrics(self._prev_state, self.state, self.params)
+        terms, terminated, success, metrics = fam.step_outcome(
+            self._prev_state, self.state, self.sensordata, action, self.params
+        )
         if void.any():
             terms = {k: np.where(void, 0.0, v) for k, v in terms.items()}
             terminated = np.where(void, unstable, terminated)

@@ -447,3 +447,22 @@ class TaskFamily(ABC):
     def metrics(self, prev_state: np.ndarray, state: np.ndarray, params: np.ndarray) -> dict[str, np.ndarray]:
         """Extra per-step diagnostics for ``info`` (e.g. ``x_velocity``), each ``(B,)``."""
         return {}
+
+    def step_outcome(
+        self,
+        prev_state: np.ndarray,
+        state: np.ndarray,
+        sensordata: np.ndarray,
+        action: np.ndarray,
+        params: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """What one batched step yields, in one call: ``(reward_terms, terminated, success,
+        metrics)``, each as its own method returns it. The simulator calls this once per
+        control step; a family whose methods share work (distances, contacts) overrides it
+        to do that work once, returning the same values."""
+        return (
+            self.reward_terms(prev_state, state, sensordata, action, params),
+            self.terminated(state, sensordata, params),
+            self.success(state, sensordata, params),
+            self.metrics(prev_state, state, params),
+        )

@@ -77,6 +77,7 @@ MIN_GOAL_DISTANCE = {"reach": 0.15, "push": 0.12, "pick-place": 0.15}  # from th
 REACH_GOAL_CLEARANCE = 0.1  # m, horizontal distance of a sampled reach goal from the object
 
 SUCCESS_THRESHOLD = {"reach": 0.05, "push": 0.05, "pick-place": 0.07}  # m
+_THRESHOLDS = np.array([SUCCESS_THRESHOLD[k] for k in KINDS])  # indexed by params[:, 0]
 PLACE_WEIGHT = 2.0
 LIFT_WEIGHT = 2.0
 SUCCESS_BONUS = 1.0
@@ -364,28 +365,32 @@ class ManipFamily(TaskFamily):
 
     # ---- reward and success -------------------------------------------------
     def _distances(self, state: np.ndarray, params: np.ndarray) -> dict[str, np.ndarray]:
-        p = self.parts(state)
+        """``reach``, ``place``, ``target`` distances (m) and the object's ``height`` above
+        its rest height (m), each ``(B,)``."""
+        lay, a = self.layout, self.addr
+        qpos = state[:, lay.qpos]
+        tcp, obj = qpos[:, a.tcp_qpos], qpos[:, a.obj_qpos : a.obj_qpos + 3]
         kind, goal = params[:, 0], params[:, 1:4]
         is_reach, is_push = kind == 0, kind == 1
-        to_goal_3d = np.linalg.norm(p["obj"] - goal, axis=1)
-        to_goal_xy = np.linalg.norm(p["obj"][:, :2] - goal[:, :2], axis=1)
-        tcp_goal = np.linalg.norm(p["tcp"] - goal, axis=1)
-        tcp_obj = np.linalg.norm(p["tcp"] - p["obj"], axis=1)
+        to_goal_3d = np.linalg.norm(obj - goal, axis=1)
+        to_goal_xy = np.linalg.norm(obj[:, :2] - goal[:, :2], axis=1)
+        tcp_goal = np.linalg.norm(tcp - goal, axis=1)
+        tcp_obj = np.linalg.norm(tcp - obj, axis=1)
         place = np.where(is_push, to_goal_xy, to_goal_3d)
         return {
             "reach": np.where(is_reach, tcp_goal, tcp_obj),
             "place": place,
             "target": np.where(is_reach, tcp_goal, place),
-            "height": p["obj"][:, 2] - params[:, 4],
+            "height": obj[:, 2] - params[:, 4],
         }
 
-    def success(self, state, sensordata, params):
-        d = self._distances(state, params)
-        threshold = np.array([SUCCESS_THRESHOLD[k] for k in KINDS])[params[:, 0].astype(int)]
-        return d["target"] < threshold
+    @staticmethod
+    def _success(d: dict[str, np.ndarray], params: np.ndarray) -> np.ndarray:
+        return d["target"] < _THRESHOLDS[params[:, 0].astype(int)]
 
-    def reward_terms(self, prev_state, state, sensordata, action, params):
-        d = self._distances(state, params)
+    def _terms(
+        self, d: dict[str, np.ndarray], params: np.ndarray, success: np.ndarray
+    ) -> dict[str, np.ndarray]:
         kind = params[:, 0]
         lift_cap = np.maximum(params[:, 3] - params[:, 4], 0.0)
         terms = {
@@ -394,13 +399,30 @@ class ManipFamily(TaskFamily):
             else -(d["reach"] ** 2) / SQUARED_REACH_REF,
             "lift": np.where(kind == 2, LIFT_WEIGHT * np.clip(d["height"], 0.0, lift_cap), 0.0),
             "place": np.where(kind == 0, 0.0, -PLACE_WEIGHT * d["place"]),
-            "success": SUCCESS_BONUS * self.success(state, sensordata, params),
+            "success": SUCCESS_BONUS * success,
         }
         return {k: terms[k] for k in self.term_names}
 
-    def metrics(self, prev_state, state, params):
-        d = self._distances(state, params)
+    @staticmethod
+    def _metrics(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"goal_distance": d["target"], "object_height": d["height"]}
+
+    def success(self, state, sensordata, params):
+        return self._success(self._distances(state, params), params)
+
+    def reward_terms(self, prev_state, state, sensordata, action, params):
+        d = self._distances(state, params)
+        return self._terms(d, params, self._success(d, params))
+
+    def metrics(self, prev_state, state, params):
+        return self._metrics(self._distances(state, params))
+
+    def step_outcome(self, prev_state, state, sensordata, action, params):
+        # The distances serve the reward terms, success and metrics: computed once.
+        d = self._distances(state, params)
+        success = self._success(d, params)
+        terminated = self.terminated(state, sensordata, params)
+        return self._terms(d, params, success), terminated, success, self._metrics(d)
 
 
 # ------------------------------------------------------------------ the families
